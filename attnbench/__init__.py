@@ -1,0 +1,3 @@
+"""attnbench: additive vs multiplicative attention in Seq2Seq models, measured."""
+
+__version__ = "0.1.0"

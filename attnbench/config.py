@@ -1,0 +1,256 @@
+"""Experiment configuration: YAML validated by pydantic, unknown keys rejected.
+
+The resolved config (preset + file + --set overrides) is what a run logs and stores in its
+checkpoints, so any result can be traced to the exact settings that made it.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from attnbench.errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticConfig(_Strict):
+    """A generated task: the long-sequence quality probe (exact match vs length)."""
+
+    task: Literal["copy", "reverse", "sort"] = "reverse"
+    n_train: int = Field(5000, gt=0)
+    n_val: int = Field(200, gt=0)
+    n_test: int = Field(200, gt=0)
+    min_len: int = Field(5, ge=1)
+    max_len: int = Field(20, ge=1)
+    #: test lengths may exceed training lengths to probe length generalisation
+    test_max_len: int | None = Field(None, ge=1)
+    vocab_size: int = Field(20, ge=2)
+
+
+class FilePair(_Strict):
+    """A user corpus split: two aligned files, or one TSV file (source<TAB>target)."""
+
+    src: Path | None = None
+    tgt: Path | None = None
+    tsv: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FilePair:
+        if (self.tsv is None) == (self.src is None or self.tgt is None):
+            raise ValueError("give either both 'src' and 'tgt', or 'tsv'")
+        return self
+
+
+class DataConfig(_Strict):
+    dataset: Literal["multi30k", "parallel", "synthetic"] = "multi30k"
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    #: local copy of the corpora (folder with multi30k/ and flores200/); None: $ATTNBENCH_DATA_DIR,
+    #: else download from upstream into the cache
+    data_dir: Path | None = None
+    #: evaluated after training; multi30k splits, plus "flores200" (out of domain, en/de only)
+    test_splits: list[str] = ["test_2016_flickr"]
+    #: use only the first N pairs (quick runs); None = all
+    train_limit: int | None = Field(None, gt=0)
+    val_limit: int | None = Field(None, gt=0)
+    test_limit: int | None = Field(None, gt=0)
+    #: dataset "parallel": split name -> files; needs "train" and "val"
+    files: dict[str, FilePair] = {}
+    synthetic: SyntheticConfig = SyntheticConfig()
+    tokenizer: Literal["unigram", "bpe", "word"] = "bpe"
+    src_vocab_size: int = Field(8000, ge=8)
+    tgt_vocab_size: int = Field(8000, ge=8)
+    #: training pairs longer than this (in subwords) are truncated
+    max_len: int = Field(100, ge=1)
+
+
+class ModelConfig(_Strict):
+    """The Seq2Seq model. Only `attention` (and attn_dim) may differ between compared runs."""
+
+    attention: str = "additive"
+    attn_dim: int | None = Field(None, gt=0)
+    num_heads: int = Field(1, gt=0)
+    decoder: Literal["bahdanau", "luong"] = "luong"
+    input_feeding: bool = False
+    rnn: Literal["gru", "lstm"] = "gru"
+    emb_dim: int = Field(256, gt=0)
+    #: decoder state size; each encoder direction gets half, so dot attention always fits
+    hidden_dim: int = Field(256, gt=0)
+    enc_layers: int = Field(1, gt=0)
+    dec_layers: int = Field(1, gt=0)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    #: additive attention only: score keys in chunks of this size to bound memory
+    chunk_size: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _even_hidden(self) -> ModelConfig:
+        if self.hidden_dim % 2:
+            raise ValueError(
+                f"hidden_dim must be even (bidirectional encoder), got {self.hidden_dim}"
+            )
+        return self
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, gt=0)
+    #: batches hold about this many (padded) tokens; set batch_size instead for fixed batches
+    batch_tokens: int | None = Field(4000, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    #: multiply lr by this when the validation metric stops improving
+    lr_decay: float = Field(0.5, gt=0, le=1.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    clip_norm: float | None = Field(1.0, gt=0)
+    #: stop after this many epochs without a better validation metric
+    patience: int = Field(3, gt=0)
+    select_metric: Literal["bleu", "loss"] = "bleu"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: mixed precision; only used on CUDA
+    amp: bool = True
+    #: stop training after this many minutes (checked after each epoch)
+    max_minutes: float | None = Field(None, gt=0)
+    #: CPU threads for torch; None leaves torch's default
+    num_threads: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_batching(self) -> TrainConfig:
+        if self.batch_size is not None and self.batch_tokens is not None:
+            raise ValueError("set only one of batch_tokens and batch_size (set the other to null)")
+        if self.batch_size is None and self.batch_tokens is None:
+            raise ValueError("set one of batch_tokens and batch_size")
+        return self
+
+
+class EvalConfig(_Strict):
+    beam_size: int = Field(5, gt=0)
+    #: GNMT length penalty exponent alpha: lp = ((5 + |Y|) / 6) ** alpha
+    length_penalty: float = Field(0.6, ge=0.0)
+    #: maximum output length = max_len_a * source length + max_len_b
+    max_len_a: float = Field(1.5, ge=0.0)
+    max_len_b: int = Field(10, ge=1)
+    batch_size: int = Field(128, gt=0)
+    #: source-length bucket edges (subwords) for BLEU by length
+    length_buckets: list[int] = [10, 20, 30, 50]
+    #: bootstrap resamples for paired significance
+    bootstrap_samples: int = Field(1000, gt=0)
+
+
+class ExperimentConfig(_Strict):
+    name: str = "attnbench"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+PRESETS_PACKAGE = "attnbench.configs"
+
+
+def preset_names() -> list[str]:
+    """Names of the YAML presets shipped in the package (attnbench/configs/*.yaml)."""
+    files = resources.files(PRESETS_PACKAGE).iterdir()
+    return sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(
+            f"{origin}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from exc
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{origin}: expected a mapping of settings at the top, got {type(data).__name__}"
+        )
+    return data
+
+
+def _apply_override(tree: dict[str, Any], assignment: str) -> None:
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set '{assignment}': expected key=value, e.g. --set train.epochs=3")
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"--set '{assignment}': '{part}' is a value, not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise UserError(f"--set '{assignment}': value is not valid YAML") from exc
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: Path | None = None,
+    preset: str | None = None,
+    overrides: list[str] | None = None,
+) -> ExperimentConfig:
+    """Preset, then file, then `key=value` overrides; the first invalid value becomes one line."""
+    tree: dict[str, Any] = {}
+    origin = "config"
+    if preset is not None:
+        names = preset_names()
+        if preset not in names:
+            raise UserError(f"unknown preset '{preset}'; choose one of: {', '.join(names)}")
+        text = resources.files(PRESETS_PACKAGE).joinpath(f"{preset}.yaml").read_text()
+        tree = _read_yaml(text, f"preset {preset}")
+        origin = f"preset {preset}"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist; pass an existing YAML file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"config file {path} is not UTF-8 text") from exc
+        tree = _merge(tree, _read_yaml(text, str(path)))
+        origin = str(path)
+    for assignment in overrides or []:
+        _apply_override(tree, assignment)
+    return validate_config(tree, origin)
+
+
+def validate_config(tree: dict[str, Any], origin: str = "config") -> ExperimentConfig:
+    """Validate a settings tree; report the first problem as `origin: key.path: message`."""
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling; see `attnbench train --help`)"
+        got = err.get("input")
+        shown = (
+            "" if err["type"] == "extra_forbidden" or isinstance(got, dict) else f" (got {got!r})"
+        )
+        more = f"; and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
+        raise UserError(f"{origin}: {where}: {msg}{shown}{more}") from exc
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Plain JSON-safe dict (paths as strings): what checkpoints and trackers store."""
+    return cfg.model_dump(mode="json")

@@ -1,0 +1,211 @@
+"""Attentive RNN decoders. Both styles take any registered attention variant.
+
+`bahdanau` (Bahdanau et al. 2015): attend with the previous state s_{i-1}; the context goes
+into the RNN input; the readout sees [s_i; c_i; E y_{i-1}].
+`luong` (Luong et al. 2015): RNN first, attend with the current state h_t, attentional hidden
+h~_t = tanh(W_c [c_t; h_t]) (eq. 5); with input feeding h~_{t-1} joins the next input. Without
+input feeding nothing in the recurrence depends on attention, so training runs the RNN over
+all target steps at once and attends for all of them in one call.
+
+Shapes: B batch, S source length, T target length, H hidden size, E embedding size, V vocab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from attnbench.attention import Attention
+from attnbench.models.encoder import RNN_CLASSES, RNNType
+
+DecoderStyle = Literal["bahdanau", "luong"]
+
+
+@dataclass
+class Memory:
+    """What the decoder attends to, computed once per source sentence.
+
+    keys (B, S, H) encoder annotations (also the values); mask (B, S) True = padding;
+    prepared (B, S, D_s) the attention's key projection, so no step recomputes it.
+    """
+
+    keys: Tensor
+    mask: Tensor
+    prepared: Tensor
+
+    def index_select(self, index: Tensor) -> Memory:
+        """Rows picked/reordered by index (N,): beam search expands and reorders with it."""
+        return Memory(self.keys[index], self.mask[index], self.prepared[index])
+
+
+@dataclass
+class DecoderState:
+    """Recurrent state: hidden (L, B, H); cell (L, B, H) for LSTM; feed (B, 1, H) input feeding."""
+
+    hidden: Tensor
+    cell: Tensor | None = None
+    feed: Tensor | None = None
+
+    def index_select(self, index: Tensor) -> DecoderState:
+        return DecoderState(
+            self.hidden[:, index],
+            None if self.cell is None else self.cell[:, index],
+            None if self.feed is None else self.feed[index],
+        )
+
+    def rnn_hx(self) -> Tensor | tuple[Tensor, Tensor]:
+        return self.hidden if self.cell is None else (self.hidden, self.cell)
+
+
+class AttentiveDecoder(nn.Module):
+    """Embedding, recurrence, attention, readout and generator; styles differ in `_step`."""
+
+    style: DecoderStyle
+
+    def __init__(
+        self,
+        vocab_size: int,
+        emb_dim: int,
+        hidden_dim: int,
+        attention: Attention,
+        rnn_input_dim: int,
+        num_layers: int = 1,
+        rnn: RNNType = "gru",
+        dropout: float = 0.0,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
+        self.attention = attention
+        self.rnn = RNN_CLASSES[rnn](
+            rnn_input_dim,
+            hidden_dim,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.bridge = nn.Linear(hidden_dim, hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.generator = nn.Linear(hidden_dim, vocab_size)
+        self.hidden_dim = hidden_dim
+        self.num_layers = num_layers
+        self.is_lstm = rnn == "lstm"
+
+    def memory(self, encoder_outputs: Tensor, src_mask: Tensor) -> Memory:
+        """encoder_outputs (B, S, H), src_mask (B, S) -> Memory, key projection done once."""
+        return Memory(encoder_outputs, src_mask, self.attention.prepare_keys(encoder_outputs))
+
+    def init_state(self, encoder_final: Tensor) -> DecoderState:
+        """encoder_final (B, H) -> initial state, tanh(W s) in every layer (Bahdanau's s_0)."""
+        s0 = torch.tanh(self.bridge(encoder_final))
+        hidden = s0.unsqueeze(0).repeat(self.num_layers, 1, 1).contiguous()
+        cell = torch.zeros_like(hidden) if self.is_lstm else None
+        return DecoderState(hidden, cell, self._initial_feed(s0))
+
+    def _initial_feed(self, s0: Tensor) -> Tensor | None:
+        return None
+
+    def _attend(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
+        """query (B, T, H) -> (context (B, T, H), weights (B, T, S))."""
+        return self.attention(
+            query, memory.keys, memory.keys, memory.mask, prepared_keys=memory.prepared
+        )
+
+    def _run_rnn(self, rnn_input: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        output, hx = self.rnn(rnn_input, state.rnn_hx())
+        if self.is_lstm:
+            return output, replace(state, hidden=hx[0], cell=hx[1])
+        return output, replace(state, hidden=hx)
+
+    def _step(
+        self, embedded: Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        """embedded (B, 1, E) -> (pre-output (B, 1, H), new state, weights (B, 1, S))."""
+        raise NotImplementedError
+
+    def step(
+        self, prev_tokens: Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        """One decoding step: prev_tokens (B,) -> (logits (B, V), state, weights (B, S))."""
+        embedded = self.dropout(self.embedding(prev_tokens.unsqueeze(1)))
+        pre, state, weights = self._step(embedded, state, memory)
+        return self.generator(self.dropout(pre)).squeeze(1), state, weights.squeeze(1)
+
+    def forward(self, tgt_in: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: tgt_in (B, T) -> (logits (B, T, V), weights (B, T, S)).
+
+        Steps one at a time, then applies the generator to all steps in one matmul.
+        """
+        embedded = self.dropout(self.embedding(tgt_in))
+        pres, weights = [], []
+        for t in range(tgt_in.shape[1]):
+            pre, state, w = self._step(embedded[:, t : t + 1], state, memory)
+            pres.append(pre)
+            weights.append(w)
+        pre_all = torch.cat(pres, dim=1)
+        return self.generator(self.dropout(pre_all)), torch.cat(weights, dim=1)
+
+
+class BahdanauDecoder(AttentiveDecoder):
+    """Attend with s_{i-1}; RNN input [E y_{i-1}; c_i]; readout tanh(W_o [s_i; c_i; E y_{i-1}])."""
+
+    style: DecoderStyle = "bahdanau"
+
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, attention: Attention,
+                 **kwargs) -> None:  # fmt: skip
+        super().__init__(vocab_size, emb_dim, hidden_dim, attention, emb_dim + hidden_dim, **kwargs)
+        self.readout = nn.Linear(2 * hidden_dim + emb_dim, hidden_dim)
+
+    def _step(
+        self, embedded: Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        query = state.hidden[-1].unsqueeze(1)  # s_{i-1}, (B, 1, H)
+        context, weights = self._attend(query, memory)
+        output, state = self._run_rnn(torch.cat([embedded, context], dim=-1), state)
+        pre = torch.tanh(self.readout(torch.cat([output, context, embedded], dim=-1)))
+        return pre, state, weights
+
+
+class LuongDecoder(AttentiveDecoder):
+    """RNN first, attend with h_t, h~_t = tanh(W_c [c_t; h_t]); optional input feeding."""
+
+    style: DecoderStyle = "luong"
+
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, attention: Attention,
+                 input_feeding: bool = False, **kwargs) -> None:  # fmt: skip
+        rnn_input = emb_dim + (hidden_dim if input_feeding else 0)
+        super().__init__(vocab_size, emb_dim, hidden_dim, attention, rnn_input, **kwargs)
+        self.input_feeding = input_feeding
+        self.combine = nn.Linear(2 * hidden_dim, hidden_dim, bias=False)  # W_c
+
+    def _initial_feed(self, s0: Tensor) -> Tensor | None:
+        return torch.zeros_like(s0).unsqueeze(1) if self.input_feeding else None
+
+    def _attentional(self, output: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
+        context, weights = self._attend(output, memory)
+        return torch.tanh(self.combine(torch.cat([context, output], dim=-1))), weights
+
+    def _step(
+        self, embedded: Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        rnn_input = embedded if state.feed is None else torch.cat([embedded, state.feed], dim=-1)
+        output, state = self._run_rnn(rnn_input, state)
+        pre, weights = self._attentional(output, memory)
+        if self.input_feeding:
+            state = replace(state, feed=pre)
+        return pre, state, weights
+
+    def forward(self, tgt_in: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, Tensor]:
+        """tgt_in (B, T) -> (logits (B, T, V), weights (B, T, S)); all steps at once w/o feeding."""
+        if self.input_feeding:
+            return super().forward(tgt_in, state, memory)
+        embedded = self.dropout(self.embedding(tgt_in))
+        output, _ = self._run_rnn(embedded, state)
+        pre, weights = self._attentional(output, memory)
+        return self.generator(self.dropout(pre)), weights
+
+
+DECODERS: dict[str, type[AttentiveDecoder]] = {"bahdanau": BahdanauDecoder, "luong": LuongDecoder}
