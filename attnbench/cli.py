@@ -6,6 +6,7 @@ User mistakes (`UserError`) print one line on stderr and exit with code 2.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -156,6 +157,11 @@ def main() -> None:
     """Entry point: telemetry off unless the user chose otherwise; UserError -> one line, 2."""
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("attnbench")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         app()
     except UserError as exc:

@@ -14,6 +14,7 @@ an interrupted run resumed from `last.pt` ends with the same weights as an unint
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import time
@@ -40,6 +41,7 @@ from attnbench.models import Seq2Seq, build_model, count_parameters
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 LAST, BEST = "last.pt", "best.pt"
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(UserError):
@@ -157,7 +159,11 @@ def train(
     callbacks: Sequence[EpochCallback] = (),
     progress: bool = True,
 ) -> TrainResult:
-    """Train the configured model into `out_dir`; returns where the best weights are."""
+    """Train the configured model into `out_dir`; returns where the best weights are.
+
+    `progress` shows a bar per epoch; each finished epoch is also logged (logger
+    `attnbench.train`, level INFO).
+    """
     out_dir = Path(out_dir)
     state = _check_resume(out_dir, cfg, resume)
     t = cfg.train
@@ -213,7 +219,7 @@ def train(
             loss = loss_sum / n_tokens
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"training loss became {float(loss)} at epoch {epoch}, step {step}; "
+                    f"training loss became {float(loss.detach())} at epoch {epoch}, step {step}; "
                     "lower train.lr or set train.clip_norm"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -248,8 +254,7 @@ def train(
             bad_epochs += 1
         scheduler.step(score)
         history.append(metrics)
-        if progress:
-            tqdm.write(_epoch_line(epoch, metrics))
+        log.info(_epoch_line(epoch, metrics))
         if bad_epochs >= t.patience:
             stopped = f"early stop: no better val/{t.select_metric} for {t.patience} epochs"
         elif t.max_minutes is not None and seconds / 60 >= t.max_minutes:

@@ -33,15 +33,6 @@ SPLIT_LINES = {
 }
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The offline copies of Multi30k and FLORES beside the repository (../shared/data)."""
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    if not (path / "multi30k").is_dir() or not (path / "flores200").is_dir():
-        pytest.fail(f"shared data not found at {path}; put the shared/ folder beside the repo")
-    return path
-
-
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("ATTNBENCH_DATA_DIR", raising=False)

@@ -23,12 +23,9 @@ from attnbench.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def val_de() -> list[str]:
+def val_de(shared_data: Path) -> list[str]:
     """German side of Multi30k val from ../shared/data (fails, never skips, if absent)."""
-    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    if not (data / "multi30k").is_dir():
-        pytest.fail(f"shared data not found at {data}; put the shared/ folder beside the repo")
-    return load_multi30k("val", "en", "de", data_dir=data).tgt
+    return load_multi30k("val", "en", "de", data_dir=shared_data).tgt
 
 
 @pytest.mark.parametrize("kind", ["unigram", "bpe"])

@@ -1,0 +1,139 @@
+"""Decoders, search and encoder: consistency between training and decoding paths."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from attnbench.attention import ATTENTION
+from attnbench.config import ModelConfig
+from attnbench.models import beam_search, build_model, greedy_search, length_penalty
+from attnbench.models.search import BOS_ID, EOS_ID
+
+SRC_V, TGT_V = 23, 17
+COMBOS = [
+    (decoder, attention, rnn, feeding)
+    for decoder in ("bahdanau", "luong")
+    for attention in sorted(ATTENTION)
+    for rnn, feeding in (("gru", False), ("lstm", True))
+]
+
+
+def tiny_model(decoder="luong", attention="additive", rnn="gru", feeding=False, tgt_v=TGT_V):
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        attention=attention,
+        decoder=decoder,
+        rnn=rnn,
+        input_feeding=feeding,
+        emb_dim=8,
+        hidden_dim=12,
+        dropout=0.0,
+    )
+    return build_model(cfg, SRC_V, tgt_v).double().eval()
+
+
+def batch_of_sources():
+    src = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0], [11, 3, 0, 0, 0]])
+    return src, torch.tensor([5, 3, 2])
+
+
+@pytest.mark.parametrize(("decoder", "attention", "rnn", "feeding"), COMBOS)
+def test_teacher_forcing_equals_step_by_step(decoder, attention, rnn, feeding):
+    """The training path (all steps at once for Luong without feeding) and decoding agree."""
+    model = tiny_model(decoder, attention, rnn, feeding)
+    src, lengths = batch_of_sources()
+    tgt_in = torch.tensor([[BOS_ID, 5, 6, 7], [BOS_ID, 8, 9, 0], [BOS_ID, 4, 0, 0]])
+    logits, weights = model(src, lengths, tgt_in)
+    memory, state = model.encode(src, lengths)
+    for t in range(tgt_in.shape[1]):
+        step_logits, state, step_w = model.decoder.step(tgt_in[:, t], state, memory)
+        torch.testing.assert_close(step_logits, logits[:, t], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(step_w, weights[:, t], rtol=1e-10, atol=1e-10)
+    assert torch.all(weights[1, :, 3:] == 0) and torch.all(weights[2, :, 2:] == 0)
+
+
+@pytest.mark.parametrize(("decoder", "attention", "rnn", "feeding"), COMBOS)
+def test_gradients_reach_every_parameter(decoder, attention, rnn, feeding):
+    model = tiny_model(decoder, attention, rnn, feeding).train()
+    src, lengths = batch_of_sources()
+    tgt_in = torch.tensor([[BOS_ID, 5, 6], [BOS_ID, 8, 9], [BOS_ID, 4, 5]])
+    logits, _ = model(src, lengths, tgt_in)
+    logits.logsumexp(-1).sum().backward()
+    for name, p in model.named_parameters():
+        if name.endswith("embedding.weight"):
+            continue  # only looked-up rows get gradient
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_padding_does_not_change_the_encoding():
+    """Packed sequences: a sentence encodes the same alone and padded inside a batch."""
+    model = tiny_model()
+    src, lengths = batch_of_sources()
+    out, final = model.encoder(src, lengths)
+    alone, alone_final = model.encoder(src[2:, :2], lengths[2:])
+    torch.testing.assert_close(out[2, :2], alone[0])
+    torch.testing.assert_close(final[2], alone_final[0])
+    assert torch.all(out[2, 2:] == 0)
+
+
+@pytest.mark.parametrize("decoder", ["bahdanau", "luong"])
+def test_batched_greedy_equals_one_by_one(decoder):
+    model = tiny_model(decoder)
+    src, lengths = batch_of_sources()
+    batched = greedy_search(model, src, lengths, max_len_a=0, max_len_b=6)
+    for i in range(3):
+        n = int(lengths[i])
+        alone = greedy_search(model, src[i : i + 1, :n], lengths[i : i + 1], 0, 6)[0]
+        assert batched[i].tokens == alone.tokens
+        torch.testing.assert_close(batched[i].weights, alone.weights)
+        assert batched[i].weights.shape[1] == n
+
+
+def test_beam_of_one_is_greedy():
+    model = tiny_model("bahdanau", "general")
+    src, lengths = batch_of_sources()
+    greedy = greedy_search(model, src, lengths, 0, 6)
+    beam = beam_search(model, src, lengths, beam_size=1, max_len_a=0, max_len_b=6)
+    assert [h.tokens for h in greedy] == [h.tokens for h in beam]
+
+
+@torch.no_grad()
+def sequence_logprob(model, src, length, tokens, with_eos: bool) -> float:
+    memory, state = model.encode(src, length)
+    total, prev = 0.0, BOS_ID
+    for tok in [*tokens, EOS_ID] if with_eos else tokens:
+        logits, state, _ = model.decoder.step(torch.tensor([prev]), state, memory)
+        total += float(torch.log_softmax(logits, -1)[0, tok])
+        prev = tok
+    return total
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_wide_beam_finds_the_exact_best_sequence(alpha):
+    """With beam >= every prefix, beam search is exhaustive: compare with brute force."""
+    vocab, cap = 6, 3
+    model = tiny_model("luong", "dot", tgt_v=vocab)
+    src, lengths = batch_of_sources()
+    src, lengths = src[1:2, :3], lengths[1:2]
+    non_eos = [t for t in range(vocab) if t != EOS_ID]
+    best = -float("inf")
+    for n in range(cap + 1):
+        for seq in itertools.product(non_eos, repeat=n):
+            finished = n < cap
+            lp = length_penalty(n + 1 if finished else n, alpha)
+            best = max(best, sequence_logprob(model, src, lengths, list(seq), finished) / lp)
+    hyp = beam_search(model, src, lengths, beam_size=125, alpha=alpha, max_len_a=0, max_len_b=cap)
+    assert hyp[0].score == pytest.approx(best, rel=1e-6)  # search scores in float32
+
+
+def test_beam_search_returns_attention_per_step():
+    model = tiny_model()
+    src, lengths = batch_of_sources()
+    hyps = beam_search(model, src, lengths, beam_size=3, max_len_a=0, max_len_b=5)
+    for hyp, n in zip(hyps, lengths.tolist(), strict=True):
+        assert hyp.weights.shape[1] == n
+        assert hyp.weights.shape[0] in (len(hyp.tokens), len(hyp.tokens) + 1)
+        torch.testing.assert_close(hyp.weights.sum(-1), torch.ones(hyp.weights.shape[0]))
