@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the path of a checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise UserError(
+            f"checkpoint {path} is corrupt or not a torch checkpoint; delete it, or resume "
+            "from an earlier one"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -129,6 +129,8 @@ def paired_significance(
     """Paired bootstrap ("bs") or approximate randomisation ("ar") of each system vs baseline.
 
     Returns {system: {metric: {score, p_value, mean, ci}}}; the baseline has no p-value.
+    Note sacrebleu's (multeval's) convention: a system identical to the baseline gets the
+    smallest p-value, 1 / (n + 1), since a zero difference "should not be attributed to chance".
     """
     if baseline not in systems:
         raise ValueError(f"baseline {baseline!r} is not among the systems {sorted(systems)}")
@@ -137,15 +139,17 @@ def paired_significance(
     _, table = PairedTest(
         named, metrics, references=[references], test_type=test_type, n_samples=n_samples
     )()
+    # the table is keyed by each metric's display name ("BLEU", "chrF2"), in metrics' order
+    columns = dict(zip(metrics, [c for c in table if c != "System"], strict=True))
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for i, name in enumerate(table["System"]):
         out[str(name)] = {
-            m: {
-                "score": float(table[m][i].score),
-                "p_value": table[m][i].p_value,
-                "mean": table[m][i].mean,
-                "ci": table[m][i].ci,
+            key: {
+                "score": float(table[col][i].score),
+                "p_value": table[col][i].p_value,
+                "mean": table[col][i].mean,
+                "ci": table[col][i].ci,
             }
-            for m in metrics
+            for key, col in columns.items()
         }
     return out

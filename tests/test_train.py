@@ -94,7 +94,9 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
         return real(model, batch, smoothing) * float("nan")
 
     monkeypatch.setattr(train_mod, "_loss_sum", nan_loss)
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 0; lower train.lr"):
+    with pytest.raises(
+        TrainingDiverged, match=r"loss became nan at epoch 1, step 0; lower train.lr"
+    ):
         train(tiny_synthetic_config(), tmp_path / "run", progress=False)
 
 

@@ -1,0 +1,44 @@
+# Two entry points on a fresh machine (see README): `make run` and `make test`.
+# Both create .venv, install the CPU wheel torch==2.13.0 first (so nothing pulls CUDA builds),
+# then attnbench itself. GPU users: install your CUDA torch into the venv before `make`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Use the offline copy of the corpora beside the repository when there is one; otherwise
+# attnbench downloads them from upstream (with SHA-256 checks) into ~/.cache/attnbench.
+SHARED_DATA := $(wildcard $(abspath $(CURDIR)/../shared/data))
+ifneq ($(SHARED_DATA),)
+export ATTNBENCH_DATA_DIR ?= $(SHARED_DATA)
+endif
+export DO_NOT_TRACK ?= true
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: install run test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip show torch | head -2
+	touch $@
+
+install: $(VENV)/.installed
+
+## The main job on embedded defaults: train and evaluate on the `quick` preset.
+run: install
+	$(BIN)/attnbench train --preset quick
+
+test: install
+	$(BIN)/ruff check attnbench tests
+	$(BIN)/python -m pytest -q --timeout=600
+
+lint: install
+	$(BIN)/ruff check attnbench tests
+	$(BIN)/ruff format --check attnbench tests
+
+clean:
+	rm -rf $(VENV) attnbench-runs .pytest_cache

@@ -1,0 +1,71 @@
+"""The command line: help, and bad input as one line with exit code 2 (no traceback)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from attnbench import cli
+
+
+def run_cli(argv, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["attnbench", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def test_help_lists_the_commands(monkeypatch, capsys):
+    code, out, _ = run_cli(["--help"], monkeypatch, capsys)
+    assert code == 0 and "train" in out and "evaluate" in out
+
+
+def test_help_does_not_import_torch():
+    """`attnbench --help` must stay instant: heavy libraries load inside commands."""
+    code = (
+        "import sys; sys.argv = ['attnbench', '--help']\n"
+        "from attnbench import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--attention", "bahdanau"], "unknown attention 'bahdanau'; choose one of"),
+        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--config", "missing.yaml"], "config file missing.yaml does not exist"),
+        (["train", "--set", "train.epochs=0"], "train.epochs: Input should be greater than 0"),
+        (["train", "--set", "data.src_lang=xx"], "unknown"),
+        (["train", "--set", "data.data_dir=/nonexistent/dir"], "/nonexistent/dir"),
+        (["evaluate", "--checkpoint", "nope.pt"], "checkpoint nope.pt does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(argv, message, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(argv, monkeypatch, capsys)
+    assert code == 2
+    assert message in err
+    assert err.startswith("attnbench: error: ") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_corrupt_checkpoint_is_refused(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    code, _, err = run_cli(["evaluate", "--checkpoint", str(bad)], monkeypatch, capsys)
+    assert code == 2 and "is corrupt or not a torch checkpoint" in err
+
+
+def test_pickled_code_in_a_checkpoint_is_refused(monkeypatch, capsys, tmp_path):
+    import torch
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {}, "payload": subprocess.Popen}, evil)  # a class: needs pickle
+    code, _, err = run_cli(["evaluate", "--checkpoint", str(evil)], monkeypatch, capsys)
+    assert code == 2 and "refusing to load it" in err
