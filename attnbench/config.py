@@ -115,7 +115,7 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: mixed precision; only used on CUDA
     amp: bool = True
-    #: stop training after this many minutes (checked after each epoch)
+    #: stop after this many minutes of training + validation (checked after each epoch)
     max_minutes: float | None = Field(None, gt=0)
     #: CPU threads for torch; None leaves torch's default
     num_threads: int | None = Field(None, gt=0)

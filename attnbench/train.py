@@ -190,7 +190,7 @@ def train(
 
     start_epoch, history = 1, []
     best_score, best_epoch, bad_epochs = -math.inf if higher_better else math.inf, 0, 0
-    seconds, tokens_seen = 0.0, 0
+    seconds, wall, tokens_seen = 0.0, 0.0, 0  # wall includes validation; seconds does not
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -201,6 +201,7 @@ def train(
         best_score, best_epoch = float(state["best_score"]), int(state["best_epoch"])
         bad_epochs = int(state["bad_epochs"])
         seconds, tokens_seen = float(state["seconds"]), int(state["tokens"])
+        wall = float(state.get("wall", seconds))
 
     stopped = "epochs"
     if state is not None and state.get("stopped", "") not in ("", "epochs"):
@@ -245,6 +246,7 @@ def train(
             "val/loss": validation_loss(model, val_batches, device),
         }
         metrics.update(validation_scores(model, data, cfg, device))
+        wall += time.perf_counter() - tic
         score = metrics["val/bleu"] if higher_better else metrics["val/loss"]
         improved = score > best_score if higher_better else score < best_score
         if improved:
@@ -257,7 +259,7 @@ def train(
         log.info(_epoch_line(epoch, metrics))
         if bad_epochs >= t.patience:
             stopped = f"early stop: no better val/{t.select_metric} for {t.patience} epochs"
-        elif t.max_minutes is not None and seconds / 60 >= t.max_minutes:
+        elif t.max_minutes is not None and wall / 60 >= t.max_minutes:
             stopped = f"time budget of {t.max_minutes} minutes reached"
         save_checkpoint(
             {
@@ -271,6 +273,7 @@ def train(
                 "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs,
                 "seconds": seconds,
+                "wall": wall,
                 "tokens": tokens_seen,
                 "stopped": "" if stopped == "epochs" else stopped,
                 "config": config_to_dict(cfg),
