@@ -22,15 +22,16 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[orchestration,dev]"
 	$(BIN)/python -m pip show torch | head -2
 	touch $@
 
 install: $(VENV)/.installed
 
-## The main job on embedded defaults: train and evaluate on the `quick` preset.
+## The main job on embedded defaults: the whole benchmark flow on the `quick` preset
+## (Prefect ephemeral, MLflow SQLite and Optuna journal in ./attnbench-runs, report in ./reports).
 run: install
-	$(BIN)/attnbench train --preset quick
+	$(BIN)/attnbench run --preset quick
 
 test: install
 	$(BIN)/ruff check attnbench tests

@@ -153,6 +153,141 @@ def evaluate(
             hypotheses.write_text("\n".join(res.translations.hypotheses) + "\n", encoding="utf-8")
 
 
+WorkdirOpt = Annotated[
+    Path, typer.Option("--workdir", "-w", help="Runs, MLflow store (mlflow.db) and Optuna journal.")
+]
+
+
+def _flow_kwargs(config: Path | None, preset: str | None, set_: list[str] | None) -> dict:
+    return {
+        "preset": preset or ("quick" if config is None else None),
+        "config": str(config) if config else None,
+        "overrides": list(set_ or []),
+    }
+
+
+def _import_flows():
+    """The flows live beside the package (flows/); import them from the working tree or install."""
+    try:
+        import flows.benchmark  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "flows" and not str(exc.name).startswith("flows."):
+            raise
+        raise UserError(
+            "the Prefect flows are not importable; run from the attnbench checkout or install it "
+            "with `pip install -e .[orchestration]`"
+        ) from exc
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = Path("attnbench-runs"),
+    reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
+) -> None:
+    """The whole benchmark as one Prefect flow: prepare -> tune -> train seeds -> evaluate ->
+    throughput -> report. Without PREFECT_API_URL it runs on Prefect's ephemeral server;
+    MLflow and Optuna default to files in --workdir."""
+    _import_flows()
+    from flows.benchmark import benchmark_flow
+
+    out = benchmark_flow(
+        **_flow_kwargs(config, preset, set_), workdir=str(workdir), reports_dir=str(reports_dir)
+    )
+    typer.echo(f"MLflow parent run: {out['parent_run_id']}")
+    typer.echo(f"report: {out['report']}")
+    typer.echo(f"browse: attnbench ui --workdir {workdir}")
+
+
+@app.command()
+def prepare(config: ConfigOpt = None, preset: PresetOpt = None, set_: SetOpt = None) -> None:
+    """Load the benchmark's datasets and train their tokenizers (cached) as a Prefect flow."""
+    _import_flows()
+    from flows.prepare import prepare_flow
+
+    prepare_flow(**_flow_kwargs(config, preset, set_))
+
+
+@app.command()
+def tune(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = Path("attnbench-runs"),
+) -> None:
+    """Optuna studies for every (dataset, attention variant), equal budgets; resumes from storage.
+
+    Point tune.storage at PostgreSQL and start this on several machines to share the studies."""
+    _import_flows()
+    from flows.tune import tune_flow
+
+    tune_flow(**_flow_kwargs(config, preset, set_), workdir=str(workdir))
+
+
+@app.command()
+def bench(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = Path("attnbench-runs"),
+) -> None:
+    """Attention forward throughput per variant and sequence length, logged to MLflow."""
+    _import_flows()
+    from flows.bench import bench_flow
+
+    bench_flow(**_flow_kwargs(config, preset, set_), workdir=str(workdir))
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = Path("attnbench-runs"),
+    reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="MLflow parent run id [default: all final runs].")
+    ] = None,
+) -> None:
+    """Rebuild the report from what MLflow holds (any past pipeline run)."""
+    from attnbench.config import load_config
+    from attnbench.pipeline import check_benchmark
+    from attnbench.pipeline import report as build_report
+
+    cfg = load_config(config, preset or ("quick" if config is None else None), list(set_ or []))
+    check_benchmark(cfg)
+    typer.echo(f"report: {build_report(cfg, workdir, reports_dir, run_id)}")
+
+
+@app.command()
+def ui(
+    workdir: WorkdirOpt = Path("attnbench-runs"),
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; keep 127.0.0.1 unless you mean it.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.", min=1, max=65535)] = 5000,
+) -> None:
+    """Start the MLflow UI over the workdir's store (one worker, job execution off)."""
+    from attnbench.tracking import default_tracking_uri, start_ui
+
+    if not (workdir / "mlflow.db").exists():
+        raise UserError(
+            f"no MLflow store at {workdir / 'mlflow.db'}; run `attnbench run` first, or pass "
+            "--workdir"
+        )
+    proc = start_ui(workdir, host, port)
+    typer.echo(
+        f"MLflow UI for {default_tracking_uri(workdir)}: http://{host}:{port}  (Ctrl+C stops)"
+    )
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def main() -> None:
     """Entry point: telemetry off unless the user chose otherwise; UserError -> one line, 2."""
     for key, value in TELEMETRY_OFF.items():

@@ -143,12 +143,76 @@ class EvalConfig(_Strict):
     bootstrap_samples: int = Field(1000, gt=0)
 
 
+class ParamSpace(_Strict):
+    """One tuned setting: a float/int range (optionally log-scaled) or a list of choices."""
+
+    type: Literal["float", "int", "categorical"] = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ParamSpace:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"a {self.type} parameter needs low <= high")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log-scaled parameter needs low > 0")
+        return self
+
+
+def _default_space() -> dict[str, ParamSpace]:
+    return {
+        "train.lr": ParamSpace(type="float", low=3e-4, high=5e-3, log=True),
+        "model.dropout": ParamSpace(type="float", low=0.0, high=0.4),
+        "train.label_smoothing": ParamSpace(type="float", low=0.0, high=0.2),
+    }
+
+
+class TuneConfig(_Strict):
+    """Optuna: the same space, trial budget and epoch budget for every attention variant."""
+
+    n_trials: int = Field(8, gt=0)
+    #: epochs per trial; None = train.epochs
+    epochs: int | None = Field(None, gt=0)
+    sampler_seed: int = 0
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    #: trials that must complete before the median pruner prunes anything
+    startup_trials: int = Field(2, ge=0)
+    #: dotted config key -> range; every variant gets exactly this space
+    space: dict[str, ParamSpace] = Field(default_factory=_default_space)
+    #: None: an Optuna journal file in the workdir; or an RDB URL (postgresql+psycopg2://...)
+    storage: str | None = None
+
+
+class BenchmarkConfig(_Strict):
+    """The comparison grid: datasets x attention variants x seeds; only the score changes."""
+
+    variants: list[str] = ["additive", "dot", "general", "scaled_dot"]
+    #: the variant the others are tested against (paired bootstrap)
+    baseline: str = "additive"
+    seeds: list[int] = [1, 2, 3]
+    #: extra datasets beside `data`, by name (e.g. a synthetic task); `data` is always "main"
+    datasets: dict[str, DataConfig] = {}
+    #: sentences whose attention maps are logged and drawn for every variant
+    attention_maps: int = Field(4, ge=0)
+    #: long-sequence step: lengths for attention throughput (forward) per variant
+    bench_lengths: list[int] = [64, 256, 1024]
+    bench_batch: int = Field(8, gt=0)
+    bench_dim: int = Field(128, gt=0)
+
+
 class ExperimentConfig(_Strict):
     name: str = "attnbench"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    tune: TuneConfig = TuneConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
 
 
 PRESETS_PACKAGE = "attnbench.configs"

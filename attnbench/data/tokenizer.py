@@ -61,6 +61,10 @@ class Tokenizer(ABC):
     def save(self, path: str | Path) -> None:
         """Write the tokenizer so `load_tokenizer(path)` restores it."""
 
+    def pieces(self, ids: list[int]) -> list[str]:
+        """One readable label per id (axis labels of attention maps)."""
+        return [self.decode([i]) or f"<{i}>" for i in ids]
+
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """`encode` over many texts (subclasses may do it faster)."""
         return [self.encode(t) for t in texts]

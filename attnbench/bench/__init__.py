@@ -1,0 +1,1 @@
+"""Long-sequence cost of attention: timing and memory of each variant as lengths grow."""

@@ -1,0 +1,1 @@
+"""Reports built from MLflow through `attnbench.results` (so any past run can be re-reported)."""

@@ -1,0 +1,85 @@
+"""The headline Markdown summary: per dataset and split, each variant's scores over seeds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnbench.results import runs_summary, save_parquet
+from attnbench.tracking import Tracker
+
+METRICS = ("bleu", "chrf", "ter", "exact_match")
+
+
+def _cell(row: pd.Series) -> str:
+    if math.isnan(row["std"]):
+        return f"{row['mean']:.2f} (n=1)"
+    return f"{row['mean']:.2f} ± {row['std']:.2f} [±{row['ci95']:.2f}] (n={row['n']})"
+
+
+def headline_tables(summary: pd.DataFrame) -> str:
+    """Markdown: one table per dataset/split, one row per variant, one column per metric."""
+    if summary.empty:
+        return "_No finished final runs in MLflow for this pipeline run._\n"
+    out = []
+    for (dataset, split), block in summary.groupby(["dataset", "split"]):
+        metrics = [m for m in METRICS if m in set(block["metric"])]
+        out.append(f"### {dataset} / {split}\n")
+        out.append("| attention | " + " | ".join(metrics) + " |")
+        out.append("|---" * (len(metrics) + 1) + "|")
+        for attention, rows in block.groupby("attention"):
+            by_metric = rows.set_index("metric")
+            cells = [_cell(by_metric.loc[m]) for m in metrics]
+            out.append(f"| {attention} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def significance_lines(significance: dict[str, Any], baseline: str) -> str:
+    lines = []
+    for split, per_seed in significance.items():
+        for seed, systems in per_seed.items():
+            for name, metrics in systems.items():
+                if name == baseline:
+                    continue
+                p = metrics["bleu"]["p_value"]
+                verdict = "significant" if p is not None and p < 0.05 else "not significant"
+                lines.append(
+                    f"- {split}, seed {seed}: {name} vs {baseline}: BLEU "
+                    f"{metrics['bleu']['score']:.2f} vs {systems[baseline]['bleu']['score']:.2f}, "
+                    f"paired bootstrap p = {p:.4f} ({verdict} at 0.05)"
+                )
+    return "\n".join(lines) + "\n" if lines else "_No significance results._\n"
+
+
+def write_summary(
+    tracker: Tracker,
+    parent_run_id: str | None,
+    reports_dir: Path,
+    significance: dict[str, dict[str, Any]] | None = None,
+    baseline: str = "additive",
+    extra_sections: dict[str, str] | None = None,
+) -> Path:
+    """reports/<experiment>/<date>/summary.md (+ tidy parquet files beside it)."""
+    frames = runs_summary(tracker, parent_run_id)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    folder = Path(reports_dir) / tracker.experiment / stamp
+    save_parquet({"scores": frames["scores"], "summary": frames["summary"]}, folder)
+    parts = [
+        f"# {tracker.experiment}\n",
+        f"Pipeline run `{parent_run_id}`; scores are mean ± std [95% t-interval] over seeds, "
+        "sacreBLEU on detokenised output.\n",
+        "## Test scores\n",
+        headline_tables(frames["summary"]),
+    ]
+    for dataset, sig in (significance or {}).items():
+        parts += [f"## Paired significance ({dataset})\n", significance_lines(sig, baseline)]
+    for title, body in (extra_sections or {}).items():
+        parts += [f"## {title}\n", body]
+    path = folder / "summary.md"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -1,0 +1,231 @@
+"""MLflow, behind one small class: the only module that imports mlflow.
+
+Runs are addressed by id through `MlflowClient`, never through the fluent active-run stack,
+because that stack neither crosses processes (a Prefect worker) nor threads reliably
+(mlflow #2194): a child run names its parent explicitly with the `mlflow.parentRunId` tag.
+
+Embedded default: `sqlite:///<workdir>/mlflow.db` with artifacts in `<workdir>/mlartifacts`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from attnbench.errors import UserError
+
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_LENGTH = 6000
+
+
+def default_tracking_uri(workdir: Path) -> str:
+    return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}: MLflow params are flat."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_server(uri: str, timeout_s: float = 10.0) -> None:
+    """Fail fast with one line when an http(s) tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=min(3.0, timeout_s)) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.5)
+    raise UserError(
+        f"MLflow tracking server {uri} is unreachable ({last}); start it, or unset "
+        "MLFLOW_TRACKING_URI to use the local SQLite store"
+    )
+
+
+class Tracker:
+    """One experiment in one tracking store; every call names its run id."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        check_server(tracking_uri)
+        self.tracking_uri = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            location = None
+            if artifact_root is not None:  # else a server chooses (its --artifacts-destination)
+                location = (Path(artifact_root).resolve() / experiment).as_uri()
+            try:
+                self.experiment_id = self.client.create_experiment(experiment, location)
+            except Exception:  # another worker created it meanwhile
+                found = self.client.get_experiment_by_name(experiment)
+                if found is None:
+                    raise
+                self.experiment_id = found.experiment_id
+        else:
+            self.experiment_id = found.experiment_id
+        self.experiment = experiment
+
+    @classmethod
+    def local(cls, workdir: Path, experiment: str) -> Tracker:
+        """The embedded default: SQLite + artifacts under the workdir, or $MLFLOW_TRACKING_URI."""
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(workdir)
+        artifacts = workdir / "mlartifacts" if not uri.startswith("http") else None
+        return cls(uri, experiment, artifacts)
+
+    # runs -----------------------------------------------------------------------------
+    def start_run(
+        self, name: str, parent_id: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> str:
+        all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+        if parent_id is not None:
+            all_tags[PARENT_TAG] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return run.info.run_id
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    @contextmanager
+    def run(
+        self, name: str, parent_id: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> Iterator[str]:
+        """A run that ends FAILED (with the error as a tag) when its block raises."""
+        run_id = self.start_run(name, parent_id, tags)
+        try:
+            yield run_id
+        except BaseException as exc:
+            self.fail(run_id, exc)
+            raise
+        else:
+            self.end_run(run_id)
+
+    def fail(self, run_id: str, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"[:4000]
+        self.client.set_tag(run_id, "error", message)
+        self.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+
+    # logging ----------------------------------------------------------------------------
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat = flatten(params)
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(flat.items())]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            if value is not None:
+                self.client.set_tag(run_id, key, str(value))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if _is_number(v)]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def log_dict(self, run_id: str, data: Any, artifact_file: str) -> None:
+        self.client.log_dict(run_id, data, artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(run_id, figure, artifact_file)
+
+    def log_pytorch_model(self, run_id: str, model: Any, name: str = "model") -> None:
+        """An MLflow Model (loadable with mlflow.pytorch.load_model) inside this run."""
+        import mlflow
+        import mlflow.pytorch
+
+        with mlflow.start_run(run_id=run_id, experiment_id=self.experiment_id):
+            mlflow.pytorch.log_model(model, name=name)
+
+    def download_artifact(self, run_id: str, path: str, dest: Path) -> Path:
+        return Path(self.client.download_artifacts(run_id, path, str(dest)))
+
+    def load_json_artifact(self, run_id: str, path: str) -> Any:
+        with tempfile.TemporaryDirectory() as tmp:
+            return json.loads(self.download_artifact(run_id, path, Path(tmp)).read_text())
+
+    # reading ----------------------------------------------------------------------------
+    def search_runs(self, filter_string: str = "") -> Any:
+        """All runs of the experiment as a pandas DataFrame (mlflow.search_runs)."""
+        import mlflow
+
+        return mlflow.search_runs(
+            experiment_ids=[self.experiment_id], filter_string=filter_string, max_results=50000
+        )
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def ui_command(workdir: Path, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """`mlflow server` over the workdir's store, light on a laptop: one worker, no job runner."""
+    workdir = Path(workdir).resolve()
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", default_tracking_uri(workdir),
+        "--artifacts-destination", str(workdir / "mlartifacts"),
+        "--host", host, "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+
+
+def start_ui(workdir: Path, host: str = "127.0.0.1", port: int = 5000) -> subprocess.Popen:
+    """Start the MLflow UI for a workdir; a busy port is a UserError, not a traceback."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UserError(
+                f"port {port} on {host} is busy ({exc.strerror}); pass --port with a free port"
+            ) from exc
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return subprocess.Popen(ui_command(workdir, host, port), env=env)

@@ -1,0 +1,40 @@
+"""`python -m flows.<name>`: run one flow with the same options as `attnbench <name>`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from attnbench.errors import UserError
+
+
+def flow_main(flow: Any) -> None:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m flows.{flow.name}", description=flow.description
+    )
+    parser.add_argument("--preset", default=None, help="named preset (default: quick)")
+    parser.add_argument("--config", default=None, help="YAML config file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="override one setting, e.g. train.epochs=2 (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--workdir", default="attnbench-runs", help="runs, MLflow and Optuna stores"
+    )
+    args = parser.parse_args()
+    kwargs: dict[str, Any] = {
+        "preset": args.preset or (None if args.config else "quick"),
+        "config": args.config,
+        "overrides": args.overrides,
+    }
+    if flow.name != "prepare":
+        kwargs["workdir"] = args.workdir
+    if flow.name == "evaluate":
+        print(
+            "the evaluate flow needs the train flow's output; run `attnbench run`", file=sys.stderr
+        )
+        sys.exit(2)
+    try:
+        flow(**kwargs)
+    except UserError as exc:
+        print(f"attnbench: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,48 @@
+"""Flow `prepare`: load every dataset of the benchmark and train its tokenizers (cached)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from flows._common import as_config, compute_time, resolve_config
+
+
+@task(cache_policy=INPUTS + TASK_SOURCE, retries=2, retry_delay_seconds=[2, 10])
+def prepare_dataset(config: dict[str, Any], dataset: str) -> dict[str, int]:
+    """Corpora (downloaded with retries when not local) + tokenizers; cached on inputs+source."""
+    from attnbench.pipeline import dataset_configs, prepare
+
+    with compute_time("prepare"):
+        return prepare(dataset_configs(as_config(config))[dataset])
+
+
+@flow(name="prepare", log_prints=True)
+def prepare_flow(
+    preset: str | None = "quick",
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    resolved: dict[str, Any] | None = None,
+) -> dict[str, dict[str, int]]:
+    from attnbench.pipeline import dataset_configs
+
+    tree = resolved or resolve_config(preset, config, overrides)
+    sizes = {name: prepare_dataset(tree, name) for name in dataset_configs(as_config(tree))}
+    lines = ["| dataset | " + " | ".join(next(iter(sizes.values()))) + " |"]
+    lines.append("|---" * (len(next(iter(sizes.values()))) + 1) + "|")
+    lines += [
+        f"| {name} | " + " | ".join(map(str, info.values())) + " |" for name, info in sizes.items()
+    ]
+    create_markdown_artifact("\n".join(lines), key="data", description="Prepared datasets")
+    for name, info in sizes.items():
+        print(f"{name}: {info}")
+    return sizes
+
+
+if __name__ == "__main__":
+    from flows.cli import flow_main
+
+    flow_main(prepare_flow)

@@ -1,0 +1,77 @@
+"""Flow `train`: the tuned configuration of each variant, trained with every seed and
+evaluated on every test split (each seed an MLflow child run with its model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows._common import COMPUTE_SECONDS, DEFAULT_WORKDIR, as_config, resolve_config, run_tags
+
+
+@task(retries=0)  # resumes from its checkpoint when rerun; no blind retries of training
+def train_seed(
+    config: dict[str, Any],
+    dataset: str,
+    variant: str,
+    settings: dict[str, Any],
+    seed: int,
+    workdir: str,
+    parent_run_id: str | None,
+) -> dict[str, Any]:
+    from pathlib import Path
+
+    from attnbench.pipeline import train_seed as run
+
+    out = run(
+        as_config(config), dataset, variant, settings, seed, Path(workdir), parent_run_id,
+        run_tags(),
+    )  # fmt: skip
+    COMPUTE_SECONDS["train"] += out["compute_seconds"]  # training + decoding + scoring
+    return out
+
+
+@flow(name="train", log_prints=True)
+def train_flow(
+    preset: str | None = "quick",
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    workdir: str = DEFAULT_WORKDIR,
+    best: dict[str, dict[str, dict[str, Any]]] | None = None,
+    resolved: dict[str, Any] | None = None,
+    parent_run_id: str | None = None,
+) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
+    """`best` is the tune flow's output; without it the config's own settings are trained."""
+    from attnbench.pipeline import dataset_configs
+
+    tree = resolved or resolve_config(preset, config, overrides)
+    cfg = as_config(tree)
+    runs: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
+    lines = [
+        "| dataset | variant | seed | split | BLEU | chrF | TER |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dataset in dataset_configs(cfg):
+        runs[dataset] = {}
+        for variant in cfg.benchmark.variants:
+            settings = ((best or {}).get(dataset, {}).get(variant) or {}).get("best_params", {})
+            runs[dataset][variant] = {}
+            for seed in cfg.benchmark.seeds:
+                out = train_seed(tree, dataset, variant, settings, seed, workdir, parent_run_id)
+                runs[dataset][variant][seed] = out
+                for split, s in out["scores"].items():
+                    lines.append(
+                        f"| {dataset} | {variant} | {seed} | {split} | {s['bleu']:.2f} | "
+                        f"{s['chrf']:.2f} | {s['ter']:.2f} |"
+                    )
+    create_markdown_artifact("\n".join(lines), key="final-scores", description="Test scores")
+    print("\n".join(lines))
+    return runs
+
+
+if __name__ == "__main__":
+    from flows.cli import flow_main
+
+    flow_main(train_flow)

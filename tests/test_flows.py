@@ -1,0 +1,106 @@
+"""The parent Prefect flow end to end on tiny data (Prefect's test harness, ephemeral), then
+what MLflow holds: the parent run, a child per trial and per seed, curves, scores, models."""
+
+from __future__ import annotations
+
+import pytest
+
+TINY = [
+    "data.train_limit=400",
+    "data.val_limit=30",
+    "data.test_limit=40",
+    "data.src_vocab_size=300",
+    "data.tgt_vocab_size=300",
+    "model.emb_dim=32",
+    "model.hidden_dim=32",
+    "train.epochs=2",
+    "tune.n_trials=2",
+    "tune.epochs=2",
+    "benchmark.variants=[additive, dot]",
+    "benchmark.seeds=[1, 2]",
+    "benchmark.bench_lengths=[32, 64]",
+    "benchmark.datasets.reverse.synthetic.n_train=300",
+    "benchmark.datasets.reverse.synthetic.n_test=40",
+    "eval.beam_size=2",
+]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def benchmark_result(prefect_harness, tmp_path_factory, shared_data):
+    import os
+
+    os.environ["ATTNBENCH_DATA_DIR"] = str(shared_data)
+    from flows.benchmark import benchmark_flow
+
+    base = tmp_path_factory.mktemp("bench")
+    out = benchmark_flow(
+        preset="quick", overrides=TINY, workdir=str(base / "work"), reports_dir=str(base / "rep")
+    )
+    return out, base
+
+
+@pytest.mark.slow
+def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result):
+    import mlflow
+
+    from attnbench.tracking import PARENT_TAG, Tracker
+
+    out, base = benchmark_result
+    tracker = Tracker.local(base / "work", "attnbench-quick")
+    runs = tracker.search_runs()
+    parent = runs[runs["run_id"] == out["parent_run_id"]].iloc[0]
+    assert parent["tags.kind"] == "pipeline" and parent["status"] == "FINISHED"
+    assert parent["tags.git_commit"] and parent["tags.prefect_flow_run_id"]
+    children = runs[runs[f"tags.{PARENT_TAG}"] == out["parent_run_id"]]
+    trials = children[children["tags.kind"] == "trial"]
+    finals = children[children["tags.kind"] == "final"]
+    assert len(trials) == 2 * 2 * 2  # datasets x variants x trials
+    assert len(finals) == 2 * 2 * 2  # datasets x variants x seeds
+    assert set(finals["tags.attention"]) == {"additive", "dot"}
+    assert set(finals["tags.dataset"]) == {"main", "reverse"}
+    assert (finals["status"] == "FINISHED").all()
+    for column in ("tags.device", "tags.seed", "tags.decoder", "tags.git_commit"):
+        assert finals[column].notna().all(), column
+    main = finals[finals["tags.dataset"] == "main"]
+    assert (main["metrics.test/test_2016_flickr/bleu"] >= 0).all()
+    assert main["tags.test/test_2016_flickr/bleu_signature"].str.contains("nrefs:1").all()
+    rev = finals[finals["tags.dataset"] == "reverse"]
+    assert rev["metrics.test/test/exact_match"].notna().all()
+    run_id = main["run_id"].iloc[0]
+    for key in ("train/loss", "val/loss", "val/bleu"):
+        assert [s for s, _ in tracker.metric_history(run_id, key)] == [1, 2], key
+    artifacts = {a.path for a in tracker.client.list_artifacts(run_id)}
+    assert {"config.json", "hypotheses", "attention_maps", "by_length"} <= artifacts
+    models = mlflow.search_logged_models(
+        experiment_ids=[tracker.experiment_id], output_format="list"
+    )
+    assert set(finals["run_id"]) <= {m.source_run_id for m in models}
+
+
+@pytest.mark.slow
+def test_report_step_wrote_its_output(benchmark_result):
+    from pathlib import Path
+
+    out, base = benchmark_result
+    report = Path(out["report"])
+    assert report.is_file() and report.is_relative_to(base / "rep")
+    text = report.read_text()
+    assert "### main / test_2016_flickr" in text and "| additive |" in text and "| dot |" in text
+    assert "paired bootstrap p =" in text
+    assert (report.parent / "scores.parquet").is_file()
+
+
+@pytest.mark.slow
+def test_tuning_gave_every_variant_the_same_budget(benchmark_result):
+    out, _ = benchmark_result
+    for dataset, variants in out["best"].items():
+        budgets = {v: sum(r["states"].values()) for v, r in variants.items()}
+        assert set(budgets.values()) == {2}, (dataset, budgets)

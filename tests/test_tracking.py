@@ -1,0 +1,63 @@
+"""The MLflow wrapper: hierarchy by explicit parent ids, failures recorded, fast failure."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from attnbench.errors import UserError
+from attnbench.tracking import PARENT_TAG, Tracker, check_server, flatten, free_port
+
+
+@pytest.fixture
+def tracker(tmp_path):
+    return Tracker.local(tmp_path, "attnbench-test")
+
+
+def test_flatten_nested_settings():
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": [1], "f": {}}) == {
+        "a.b": 1, "a.c.d": 2, "e": [1], "f": {},
+    }  # fmt: skip
+
+
+def test_store_is_sqlite_in_the_workdir_with_artifacts_beside_it(tmp_path, tracker):
+    assert tracker.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    run_id = tracker.start_run("r")
+    tracker.log_dict(run_id, {"x": 1}, "config.json")
+    tracker.end_run(run_id)
+    assert (tmp_path / "mlflow.db").is_file()
+    assert list((tmp_path / "mlartifacts").rglob("config.json"))
+
+
+def test_children_name_their_parent_and_metrics_keep_their_steps(tracker):
+    parent = tracker.start_run("pipeline", tags={"kind": "pipeline"})
+    child = tracker.start_run("trial", parent_id=parent, tags={"attention": "dot", "seed": 3})
+    tracker.log_params(child, {"train": {"lr": 0.01}, "model": {"attention": "dot"}})
+    for epoch, loss in enumerate([3.0, 2.0, 1.5], start=1):
+        tracker.log_metrics(child, {"train/loss": loss, "ignored": "text"}, step=epoch)
+    tracker.end_run(child)
+    tracker.end_run(parent)
+    run = tracker.client.get_run(child)
+    assert run.data.tags[PARENT_TAG] == parent and run.data.tags["seed"] == "3"
+    assert run.data.params == {"train.lr": "0.01", "model.attention": "dot"}
+    assert tracker.metric_history(child, "train/loss") == [(1, 3.0), (2, 2.0), (3, 1.5)]
+    assert "ignored" not in run.data.metrics
+    frame = tracker.search_runs(f"tags.`{PARENT_TAG}` = '{parent}'")
+    assert list(frame["run_id"]) == [child]
+
+
+def test_a_failing_block_marks_the_run_failed_with_its_error(tracker):
+    with pytest.raises(ValueError), tracker.run("boom") as run_id:
+        raise ValueError("loss is nan")
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "ValueError: loss is nan"
+
+
+def test_unreachable_server_is_one_clear_error_within_the_timeout():
+    uri = f"http://127.0.0.1:{free_port()}"
+    tic = time.monotonic()
+    with pytest.raises(UserError, match=r"unreachable.*unset MLFLOW_TRACKING_URI"):
+        check_server(uri, timeout_s=2)
+    assert time.monotonic() - tic < 15
