@@ -174,7 +174,8 @@ class Tracker:
         import mlflow.pytorch
 
         with mlflow.start_run(run_id=run_id, experiment_id=self.experiment_id):
-            mlflow.pytorch.log_model(model, name=name)
+            # pickle format: torch.export ("pt2") cannot trace packed RNN sequences
+            mlflow.pytorch.log_model(model, name=name, serialization_format="pickle")
 
     def download_artifact(self, run_id: str, path: str, dest: Path) -> Path:
         return Path(self.client.download_artifacts(run_id, path, str(dest)))

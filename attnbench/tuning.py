@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +52,18 @@ def make_storage(url: str | None, workdir: Path) -> optuna.storages.BaseStorage:
             f"tune.storage '{url}' is not supported; use null (journal file in the workdir), "
             "'journal:/path/file', or an RDB URL like postgresql+psycopg2://user@host/db"
         )
-    try:
-        return RDBStorage(url, heartbeat_interval=30, grace_period=120)
-    except Exception as exc:  # wrong driver, host down, bad credentials
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot open Optuna storage {url}: {first}") from exc
+    last: Exception | None = None
+    for attempt in range(3):
+        try:
+            return RDBStorage(url, heartbeat_interval=30, grace_period=120)
+        except Exception as exc:  # host down, bad credentials, or a schema-creation race
+            last = exc
+            if "connect" in str(exc).lower() or "no module" in str(exc).lower():
+                break  # retrying will not help
+            time.sleep(0.5 * (attempt + 1))
+    text = str(last).strip()
+    first = text.splitlines()[0][:200] if text else type(last).__name__
+    raise UserError(f"cannot open Optuna storage {url}: {first}") from last
 
 
 def make_sampler(cfg: TuneConfig) -> optuna.samplers.BaseSampler:
@@ -166,14 +174,21 @@ def run_study(
 
     Failed trials (exceptions, NaN loss, out of memory) are recorded and the study goes on.
     """
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="maximize",
-        sampler=make_sampler(cfg),
-        pruner=make_pruner(cfg, epochs),
-        load_if_exists=True,
-    )
+    for attempt in range(3):  # workers starting together race to create the study
+        try:
+            study = optuna.create_study(
+                study_name=name,
+                storage=storage,
+                direction="maximize",
+                sampler=make_sampler(cfg),
+                pruner=make_pruner(cfg, epochs),
+                load_if_exists=True,
+            )
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            time.sleep(0.5 * (attempt + 1))
     orphans = fail_orphaned_trials(study)
 
     def tagged(trial: optuna.Trial) -> float:
