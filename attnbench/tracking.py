@@ -27,6 +27,10 @@ from attnbench.errors import UserError
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+#: the user's choice, read before anything here calls `mlflow.set_tracking_uri`, which
+#: overwrites the environment variable for the rest of the process
+USER_TRACKING_URI = os.environ.get(TRACKING_URI_ENV) or None
 
 
 def default_tracking_uri(workdir: Path) -> str:
@@ -70,12 +74,10 @@ class Tracker:
     """One experiment in one tracking store; every call names its run id."""
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         check_server(tracking_uri)
         self.tracking_uri = tracking_uri
-        mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
@@ -98,9 +100,25 @@ class Tracker:
         """The embedded default: SQLite + artifacts under the workdir, or $MLFLOW_TRACKING_URI."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(workdir)
+        uri = USER_TRACKING_URI or default_tracking_uri(workdir)
         artifacts = workdir / "mlartifacts" if not uri.startswith("http") else None
         return cls(uri, experiment, artifacts)
+
+    @contextmanager
+    def _fluent(self) -> Iterator[None]:
+        """Point MLflow's global (fluent) API at this store for one call, then put the
+        environment back, so two trackers in one process never write to each other's store."""
+        import mlflow
+
+        before = os.environ.get(TRACKING_URI_ENV)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(TRACKING_URI_ENV, None)
+            else:
+                os.environ[TRACKING_URI_ENV] = before
 
     # runs -----------------------------------------------------------------------------
     def start_run(
@@ -173,7 +191,7 @@ class Tracker:
         import mlflow
         import mlflow.pytorch
 
-        with mlflow.start_run(run_id=run_id, experiment_id=self.experiment_id):
+        with self._fluent(), mlflow.start_run(run_id=run_id, experiment_id=self.experiment_id):
             # pickle format: torch.export ("pt2") cannot trace packed RNN sequences
             mlflow.pytorch.log_model(model, name=name, serialization_format="pickle")
 
@@ -189,9 +207,20 @@ class Tracker:
         """All runs of the experiment as a pandas DataFrame (mlflow.search_runs)."""
         import mlflow
 
-        return mlflow.search_runs(
-            experiment_ids=[self.experiment_id], filter_string=filter_string, max_results=50000
-        )
+        with self._fluent():
+            return mlflow.search_runs(
+                experiment_ids=[self.experiment_id], filter_string=filter_string, max_results=50000
+            )
+
+    def runs_with_models(self) -> set[str]:
+        """Ids of the runs that logged an MLflow Model (MLflow 3 LoggedModels)."""
+        import mlflow
+
+        with self._fluent():
+            models = mlflow.search_logged_models(
+                experiment_ids=[self.experiment_id], output_format="list"
+            )
+        return {m.source_run_id for m in models}
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]

@@ -61,3 +61,13 @@ def test_unreachable_server_is_one_clear_error_within_the_timeout():
     with pytest.raises(UserError, match=r"unreachable.*unset MLFLOW_TRACKING_URI"):
         check_server(uri, timeout_s=2)
     assert time.monotonic() - tic < 15
+
+
+def test_two_stores_in_one_process_stay_apart(tmp_path):
+    first = Tracker.local(tmp_path / "a", "exp")
+    second = Tracker.local(tmp_path / "b", "exp")
+    first.end_run(first.start_run("in-a"))
+    second.end_run(second.start_run("in-b"))
+    assert list(first.search_runs()["tags.mlflow.runName"]) == ["in-a"]
+    assert list(second.search_runs()["tags.mlflow.runName"]) == ["in-b"]
+    assert Tracker.local(tmp_path / "c", "exp").tracking_uri.endswith("c/mlflow.db")
