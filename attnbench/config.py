@@ -176,6 +176,9 @@ class TuneConfig(_Strict):
     """Optuna: the same space, trial budget and epoch budget for every attention variant."""
 
     n_trials: int = Field(8, gt=0)
+    #: what trials optimise: validation BLEU (maximised) or loss (minimised; steadier when
+    #: trials are too short for BLEU to separate settings)
+    metric: Literal["val/bleu", "val/loss"] = "val/bleu"
     #: epochs per trial; None = train.epochs
     epochs: int | None = Field(None, gt=0)
     sampler_seed: int = 0

@@ -116,13 +116,13 @@ class EpochLogger:
 
 
 class PruningReporter:
-    """Training callback: report val/bleu to Optuna each epoch and stop pruned trials."""
+    """Training callback: report the tuned metric to Optuna each epoch; stop pruned trials."""
 
-    def __init__(self, trial: optuna.Trial) -> None:
-        self.trial = trial
+    def __init__(self, trial: optuna.Trial, metric: str = "val/bleu") -> None:
+        self.trial, self.metric = trial, metric
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.trial.report(metrics["val/bleu"], epoch)
+        self.trial.report(metrics[self.metric], epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
@@ -138,7 +138,11 @@ def tune_variant(
     """Run (or resume) the variant's study; every trial is an MLflow child run."""
     tracker = Tracker.local(workdir, experiment_name(cfg))
     epochs = cfg.tune.epochs or cfg.train.epochs
-    base = _variant_config(dataset_configs(cfg)[dataset], variant, **{"train.epochs": epochs})
+    select = "bleu" if cfg.tune.metric == "val/bleu" else "loss"
+    base = _variant_config(
+        dataset_configs(cfg)[dataset], variant,
+        **{"train.epochs": epochs, "train.select_metric": select},
+    )  # fmt: skip
     data = prepare_data(base.data)
     name = study_name(cfg.name, dataset, variant)
     run_tags = {**(tags or {}), "attention": variant, "dataset": dataset, "kind": "trial"}
@@ -162,7 +166,7 @@ def tune_variant(
                 trial_cfg,
                 out,
                 data=data,
-                callbacks=[EpochLogger(tracker, run_id), PruningReporter(trial)],
+                callbacks=[EpochLogger(tracker, run_id), PruningReporter(trial, cfg.tune.metric)],
                 progress=False,
             )
         except optuna.TrialPruned:
@@ -176,7 +180,7 @@ def tune_variant(
             tracker.fail(run_id, exc)
             raise
         compute["seconds"] += time.perf_counter() - tic
-        tracker.log_metrics(run_id, {"best/val_bleu": result.best_score})
+        tracker.log_metrics(run_id, {f"best/{cfg.tune.metric}": result.best_score})
         tracker.set_tags(run_id, {"trial_state": "COMPLETE"})
         tracker.end_run(run_id)
         return result.best_score

@@ -179,7 +179,7 @@ def run_study(
             study = optuna.create_study(
                 study_name=name,
                 storage=storage,
-                direction="maximize",
+                direction="maximize" if cfg.metric == "val/bleu" else "minimize",
                 sampler=make_sampler(cfg),
                 pruner=make_pruner(cfg, epochs),
                 load_if_exists=True,
@@ -208,7 +208,7 @@ def run_study(
         )
     states = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best = max(complete, key=lambda t: t.value) if complete else None
+    best = study.best_trial if complete else None
     return StudyResult(
         name,
         dict(best.params) if best else {},

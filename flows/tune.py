@@ -42,7 +42,7 @@ def tune_flow(
         best[dataset] = {}
         for variant in cfg.benchmark.variants:
             best[dataset][variant] = tune_variant(tree, dataset, variant, workdir, parent_run_id)
-    lines = ["| dataset | variant | best val BLEU | trials |", "|---|---|---|---|"]
+    lines = [f"| dataset | variant | best {cfg.tune.metric} | trials |", "|---|---|---|---|"]
     for dataset, variants in best.items():
         for variant, res in variants.items():
             lines.append(f"| {dataset} | {variant} | {res['best_value']:.2f} | {res['states']} |")
