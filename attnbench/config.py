@@ -189,6 +189,9 @@ class TuneConfig(_Strict):
     space: dict[str, ParamSpace] = Field(default_factory=_default_space)
     #: None: an Optuna journal file in the workdir; or an RDB URL (postgresql+psycopg2://...)
     storage: str | None = None
+    #: when workers share a study, how long to wait for their running trials before choosing
+    #: the best one
+    wait_minutes: float = Field(60.0, ge=0)
 
 
 class BenchmarkConfig(_Strict):

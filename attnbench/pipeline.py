@@ -228,6 +228,7 @@ def train_seed(
         "seed": seed,
         "kind": "final",
         "device": device_name(final_cfg),
+        "run_dir": str(out),
     }
     with tracker.run(f"{dataset}/{variant}/seed-{seed}", parent_run_id, run_tags) as run_id:
         tracker.log_params(run_id, config_to_dict(final_cfg))
@@ -448,3 +449,27 @@ def report(
     return write_summary(
         tracker, parent_run_id, reports_dir, significance, baseline=cfg.benchmark.baseline
     )
+
+
+def final_run_dirs(
+    cfg: ExperimentConfig, workdir: Path, parent_run_id: str | None = None
+) -> tuple[str | None, dict[str, dict[str, dict[int, dict[str, str]]]]]:
+    """Find the final runs of a pipeline run in MLflow (default: the latest pipeline run):
+    (parent id, {dataset: {variant: {seed: {"run_dir": ...}}}}) for the evaluate step."""
+    tracker = Tracker.local(workdir, experiment_name(cfg))
+    if parent_run_id is None:
+        parents = tracker.search_runs("tags.kind = 'pipeline'")
+        if parents.empty:
+            raise UserError(f"no pipeline run in {tracker.tracking_uri}; run `attnbench run` first")
+        parent_run_id = str(parents.sort_values("start_time").iloc[-1]["run_id"])
+    finals = tracker.search_runs(
+        f"tags.kind = 'final' and tags.`mlflow.parentRunId` = '{parent_run_id}' "
+        "and attributes.status = 'FINISHED'"
+    )
+    out: dict[str, dict[str, dict[int, dict[str, str]]]] = {}
+    for _, row in finals.iterrows():
+        variants = out.setdefault(row["tags.dataset"], {})
+        variants.setdefault(row["tags.attention"], {})[int(row["tags.seed"])] = {
+            "run_dir": row["tags.run_dir"]
+        }
+    return parent_run_id, out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,11 +67,25 @@ def make_storage(url: str | None, workdir: Path) -> optuna.storages.BaseStorage:
     raise UserError(f"cannot open Optuna storage {url}: {first}") from last
 
 
-def make_sampler(cfg: TuneConfig) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: TuneConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """TPE, seeded; arguments spelled out because Optuna 5 changed the multivariate default."""
     return optuna.samplers.TPESampler(
-        seed=cfg.sampler_seed, n_startup_trials=cfg.startup_trials, multivariate=False
+        seed=cfg.sampler_seed if seed is None else seed,
+        n_startup_trials=cfg.startup_trials,
+        multivariate=False,
     )
+
+
+def worker_seed(cfg: TuneConfig, study: optuna.Study) -> int:
+    """The sampler seed of this process: `tune.sampler_seed` for a fresh study in one process
+    (reproducible); mixed with the study's progress and this worker's identity when resuming
+    or sharing a study, since every process seeded alike would replay the same trials."""
+    shared = isinstance(study._storage, RDBStorage)
+    existing = len(study.get_trials(deepcopy=False))
+    if not shared and existing == 0:
+        return cfg.sampler_seed
+    key = f"{cfg.sampler_seed}:{existing}:{socket.gethostname()}:{os.getpid()}"
+    return zlib.crc32(key.encode())
 
 
 def make_pruner(cfg: TuneConfig, epochs: int) -> optuna.pruners.BasePruner:
@@ -154,6 +169,20 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
     return orphans
 
 
+def wait_for_other_workers(study: optuna.Study, minutes: float, poll_s: float = 5.0) -> None:
+    """Trials still running elsewhere may become the best: wait for them (bounded)."""
+    deadline = time.monotonic() + 60 * minutes
+    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        fail_orphaned_trials(study)
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"study {study.study_name}: trials still running on other workers after "
+                f"{minutes} minutes; rerun later (finished trials are kept) or raise "
+                "tune.wait_minutes"
+            )
+        time.sleep(poll_s)
+
+
 @dataclass
 class StudyResult:
     name: str
@@ -190,10 +219,13 @@ def run_study(
                 raise
             time.sleep(0.5 * (attempt + 1))
     orphans = fail_orphaned_trials(study)
+    seed = worker_seed(cfg, study)
+    study.sampler = make_sampler(cfg, seed)
 
     def tagged(trial: optuna.Trial) -> float:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("sampler_seed", seed)
         return objective(trial)
 
     allotted = (*FINISHED, TrialState.RUNNING)  # running elsewhere: another worker's share
@@ -206,6 +238,7 @@ def run_study(
             callbacks=[optuna.study.MaxTrialsCallback(cfg.n_trials, states=allotted)],
             gc_after_trial=True,
         )
+    wait_for_other_workers(study, cfg.wait_minutes)
     states = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = study.best_trial if complete else None

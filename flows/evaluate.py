@@ -29,7 +29,7 @@ def significance_task(
 
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(
-    runs: dict[str, dict[str, dict[int, dict[str, Any]]]],
+    runs: dict[str, dict[str, dict[int, dict[str, Any]]]] | None = None,
     preset: str | None = "quick",
     config: str | None = None,
     overrides: list[str] | None = None,
@@ -37,8 +37,15 @@ def evaluate_flow(
     resolved: dict[str, Any] | None = None,
     parent_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """`runs` is the train flow's output: {dataset: {variant: {seed: {run_dir, ...}}}}."""
+    """`runs` is the train flow's output: {dataset: {variant: {seed: {run_dir, ...}}}}; without
+    it, the final runs of `parent_run_id` (default: the latest pipeline run) come from MLflow."""
     tree = resolved or resolve_config(preset, config, overrides)
+    if runs is None:
+        from pathlib import Path
+
+        from attnbench.pipeline import final_run_dirs
+
+        parent_run_id, runs = final_run_dirs(as_config(tree), Path(workdir), parent_run_id)
     out = {}
     for dataset, variants in runs.items():
         dirs = {

@@ -197,3 +197,24 @@ def test_killed_study_resumes_keeping_finished_trials(tmp_path):
     assert len(finished) == len(study.get_trials()) == 10  # nothing left hanging
     after = {t.number: t.params for t in finished if t.state == TrialState.COMPLETE}
     assert all(after[n] == p for n, p in before.items())  # earlier trials kept as they were
+
+
+def test_a_resumed_study_does_not_replay_the_same_trials(tmp_path):
+    storage = make_storage(None, tmp_path)
+    first = run_study("s", quadratic, TuneConfig(n_trials=2, startup_trials=5), 1, storage)
+    assert first.states == {"COMPLETE": 2}
+    run_study("s", quadratic, TuneConfig(n_trials=4, startup_trials=5), 1, storage)
+    study = optuna.load_study(study_name="s", storage=storage)
+    xs = [t.params["x"] for t in study.get_trials()]
+    assert len(xs) == 4 and len(set(xs)) == 4  # random start-up trials, all different
+    seeds = {t.user_attrs["sampler_seed"] for t in study.get_trials()}
+    assert len(seeds) == 2 and 0 in seeds  # the fresh study used tune.sampler_seed itself
+
+
+def test_fresh_studies_are_reproducible_from_the_seed(tmp_path):
+    params = []
+    for name in ("a", "b"):
+        run_study(name, quadratic, TuneConfig(n_trials=3), 1, make_storage(None, tmp_path))
+        study = optuna.load_study(study_name=name, storage=make_storage(None, tmp_path))
+        params.append([t.params["x"] for t in study.get_trials()])
+    assert params[0] == params[1]
