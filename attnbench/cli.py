@@ -187,9 +187,11 @@ def run(
     workdir: WorkdirOpt = Path("attnbench-runs"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
 ) -> None:
-    """The whole benchmark as one Prefect flow: prepare -> tune -> train seeds -> evaluate ->
-    throughput -> report. Without PREFECT_API_URL it runs on Prefect's ephemeral server;
-    MLflow and Optuna default to files in --workdir."""
+    """Run the whole benchmark flow: prepare, tune, train seeds, evaluate, bench, report.
+
+    Without PREFECT_API_URL it runs on Prefect's ephemeral server; MLflow and Optuna default
+    to files in --workdir (set MLFLOW_TRACKING_URI / tune.storage to scale out).
+    """
     _import_flows()
     from flows.benchmark import benchmark_flow
 
@@ -217,9 +219,10 @@ def tune(
     set_: SetOpt = None,
     workdir: WorkdirOpt = Path("attnbench-runs"),
 ) -> None:
-    """Optuna studies for every (dataset, attention variant), equal budgets; resumes from storage.
+    """Tune every (dataset, attention variant) with Optuna, equal budgets; resumes from storage.
 
-    Point tune.storage at PostgreSQL and start this on several machines to share the studies."""
+    Point tune.storage at PostgreSQL and start this on several machines to share the studies.
+    """
     _import_flows()
     from flows.tune import tune_flow
 

@@ -329,10 +329,10 @@ def significance(
     """
     tracker = Tracker.local(workdir, experiment_name(cfg))
     ds_cfg = dataset_configs(cfg)[dataset]
-    from attnbench.data.prepare import load_split, test_split_names
+    from attnbench.data.prepare import evaluation_splits, load_split
 
     out: dict[str, Any] = {}
-    for split in test_split_names(ds_cfg.data):
+    for split in evaluation_splits(ds_cfg.data):
         refs = load_split(ds_cfg.data, split).tgt
         per_seed = {}
         for seed in cfg.benchmark.seeds:

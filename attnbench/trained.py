@@ -11,7 +11,7 @@ import torch
 
 from attnbench.checkpoint import load_checkpoint
 from attnbench.config import ExperimentConfig, validate_config
-from attnbench.data.prepare import load_split, test_split_names
+from attnbench.data.prepare import evaluation_splits, load_split
 from attnbench.data.tokenizer import Tokenizer, load_tokenizer
 from attnbench.errors import UserError
 from attnbench.evaluate import Translations, bleu_by_length, corpus_scores, exact_match, translate
@@ -78,4 +78,4 @@ def evaluate_split(
 
 
 def default_test_splits(trained: TrainedModel) -> list[str]:
-    return test_split_names(trained.config.data)
+    return evaluation_splits(trained.config.data)

@@ -32,6 +32,7 @@ def bench_flow(
     resolved: dict[str, Any] | None = None,
     parent_run_id: str | None = None,
 ) -> list[dict[str, Any]]:
+    """Time attention forward per variant as sequences grow (tidy rows to MLflow + parquet)."""
     tree = resolved or resolve_config(preset, config, overrides)
     rows = attention_throughput(tree, workdir, parent_run_id)
     lines = ["| variant | length | ms (median) | queries/s |", "|---|---|---|---|"]

@@ -37,7 +37,9 @@ def evaluate_flow(
     resolved: dict[str, Any] | None = None,
     parent_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """`runs` is the train flow's output: {dataset: {variant: {seed: {run_dir, ...}}}}; without
+    """Paired bootstrap of every variant against the baseline on each test split and seed.
+
+    `runs` is the train flow's output: {dataset: {variant: {seed: {run_dir, ...}}}}; without
     it, the final runs of `parent_run_id` (default: the latest pipeline run) come from MLflow."""
     tree = resolved or resolve_config(preset, config, overrides)
     if runs is None:

@@ -27,6 +27,7 @@ def prepare_flow(
     overrides: list[str] | None = None,
     resolved: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, int]]:
+    """Load every dataset of the benchmark and train (or reuse cached) tokenizers."""
     from attnbench.pipeline import dataset_configs
 
     tree = resolved or resolve_config(preset, config, overrides)

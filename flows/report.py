@@ -39,6 +39,7 @@ def report_flow(
     parent_run_id: str | None = None,
     significance: dict[str, Any] | None = None,
 ) -> str:
+    """Write the summary report from what MLflow holds and publish it as an artifact."""
     tree = resolved or resolve_config(preset, config, overrides)
     path = write_report(tree, workdir, reports_dir, parent_run_id, significance)
     from pathlib import Path

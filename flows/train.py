@@ -43,7 +43,10 @@ def train_flow(
     resolved: dict[str, Any] | None = None,
     parent_run_id: str | None = None,
 ) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
-    """`best` is the tune flow's output; without it the config's own settings are trained."""
+    """Train each variant's tuned settings with every seed and score all test splits.
+
+    `best` is the tune flow's output; without it the config's own settings are trained.
+    """
     from attnbench.pipeline import dataset_configs
 
     tree = resolved or resolve_config(preset, config, overrides)

@@ -32,7 +32,10 @@ def tune_flow(
     resolved: dict[str, Any] | None = None,
     parent_run_id: str | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Returns {dataset: {variant: {best_params, best_value, states, ...}}}."""
+    """Tune every attention variant on every dataset with the same Optuna budget.
+
+    Returns {dataset: {variant: {best_params, best_value, states, ...}}}.
+    """
     from attnbench.pipeline import dataset_configs
 
     tree = resolved or resolve_config(preset, config, overrides)

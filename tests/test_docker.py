@@ -52,6 +52,6 @@ def test_no_secret_is_inline_and_env_example_covers_them():
 
 def test_worker_image_installs_torch_first_and_runs_a_prefect_worker():
     text = (DOCKER / "Dockerfile").read_text()
-    assert text.index("pip install \"torch") < text.index("pip install -e")
+    assert text.index('pip install "torch') < text.index("pip install -e")
     assert "nvidia/cuda" in text and "ARG VARIANT" in text
     assert '"prefect", "worker", "start"' in text

@@ -68,7 +68,7 @@ def load_split(cfg: DataConfig, split: str) -> ParallelCorpus:
     return _limit(corpus, limit)
 
 
-def test_split_names(cfg: DataConfig) -> list[str]:
+def evaluation_splits(cfg: DataConfig) -> list[str]:
     """The evaluation splits: configured ones, or every non-train/val file of a user corpus."""
     if cfg.dataset == "parallel" and cfg.test_splits == DataConfig().test_splits:
         return [s for s in cfg.files if s not in ("train", "val")]
@@ -81,7 +81,7 @@ def prepare_data(cfg: DataConfig, cache_dir: Path | None = None) -> PreparedData
     """Load train/val/test and train (or fetch from cache) the two tokenizers on train."""
     train = load_split(cfg, "train")
     val = load_split(cfg, "val")
-    tests = {name: load_split(cfg, name) for name in test_split_names(cfg)}
+    tests = {name: load_split(cfg, name) for name in evaluation_splits(cfg)}
     src_tok = train_tokenizer(train.src, cfg.src_vocab_size, cfg.tokenizer, cache_dir)
     tgt_tok = train_tokenizer(train.tgt, cfg.tgt_vocab_size, cfg.tokenizer, cache_dir)
     return PreparedData(train, val, tests, src_tok, tgt_tok)
