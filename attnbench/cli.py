@@ -166,6 +166,17 @@ def _flow_kwargs(config: Path | None, preset: str | None, set_: list[str] | None
     }
 
 
+def _preflight(config: Path | None, preset: str | None, set_: list[str] | None, workdir: Path):
+    """Validate config, data, MLflow server and Optuna storage before Prefect starts, so a
+    mistake is one line here instead of a failed flow run with a traceback."""
+    from attnbench.config import load_config
+    from attnbench.pipeline import preflight
+
+    cfg = load_config(config, preset or ("quick" if config is None else None), list(set_ or []))
+    preflight(cfg, workdir)
+    return cfg
+
+
 def _import_flows():
     """The flows live beside the package (flows/); import them from the working tree or install."""
     try:
@@ -192,6 +203,7 @@ def run(
     Without PREFECT_API_URL it runs on Prefect's ephemeral server; MLflow and Optuna default
     to files in --workdir (set MLFLOW_TRACKING_URI / tune.storage to scale out).
     """
+    _preflight(config, preset, set_, workdir)
     _import_flows()
     from flows.benchmark import benchmark_flow
 
@@ -206,6 +218,7 @@ def run(
 @app.command()
 def prepare(config: ConfigOpt = None, preset: PresetOpt = None, set_: SetOpt = None) -> None:
     """Load the benchmark's datasets and train their tokenizers (cached) as a Prefect flow."""
+    _preflight(config, preset, set_, Path("attnbench-runs"))
     _import_flows()
     from flows.prepare import prepare_flow
 
@@ -223,6 +236,7 @@ def tune(
 
     Point tune.storage at PostgreSQL and start this on several machines to share the studies.
     """
+    _preflight(config, preset, set_, workdir)
     _import_flows()
     from flows.tune import tune_flow
 
@@ -237,6 +251,7 @@ def bench(
     workdir: WorkdirOpt = Path("attnbench-runs"),
 ) -> None:
     """Attention forward throughput per variant and sequence length, logged to MLflow."""
+    _preflight(config, preset, set_, workdir)
     _import_flows()
     from flows.bench import bench_flow
 
@@ -258,9 +273,14 @@ def report(
     from attnbench.config import load_config
     from attnbench.pipeline import check_benchmark
     from attnbench.pipeline import report as build_report
+    from attnbench.tracking import USER_TRACKING_URI, check_server
 
     cfg = load_config(config, preset or ("quick" if config is None else None), list(set_ or []))
     check_benchmark(cfg)
+    if USER_TRACKING_URI:
+        check_server(USER_TRACKING_URI)
+    elif not (workdir / "mlflow.db").exists():
+        raise UserError(f"no MLflow store at {workdir / 'mlflow.db'}; pass the --workdir of a run")
     typer.echo(f"report: {build_report(cfg, workdir, reports_dir, run_id)}")
 
 
@@ -295,9 +315,11 @@ def main() -> None:
     """Entry point: telemetry off unless the user chose otherwise; UserError -> one line, 2."""
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("attnbench")
+    logger.handlers = [h for h in logger.handlers if not getattr(h, "attnbench_cli", False)]
+    handler = logging.StreamHandler()  # the current stderr (main may run more than once)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.attnbench_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:

@@ -6,14 +6,25 @@ checkpoints, so any result can be traced to the exact settings that made it.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from attnbench.errors import UserError
+
+#: names become folder and experiment names: no separators, no leading dot
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class _Strict(BaseModel):
@@ -193,6 +204,16 @@ class TuneConfig(_Strict):
     #: the best one
     wait_minutes: float = Field(60.0, ge=0)
 
+    @field_validator("storage")
+    @classmethod
+    def _known_storage(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("journal:", "postgresql", "mysql", "sqlite")):
+            raise ValueError(
+                "use null (journal file in the workdir), 'journal:/path/file' or an RDB URL "
+                "such as postgresql+psycopg2://user@host/db"
+            )
+        return url
+
 
 class BenchmarkConfig(_Strict):
     """The comparison grid: datasets x attention variants x seeds; only the score changes."""
@@ -203,6 +224,16 @@ class BenchmarkConfig(_Strict):
     seeds: list[int] = [1, 2, 3]
     #: extra datasets beside `data`, by name (e.g. a synthetic task); `data` is always "main"
     datasets: dict[str, DataConfig] = {}
+
+    @model_validator(mode="after")
+    def _safe_dataset_names(self) -> BenchmarkConfig:
+        for name in self.datasets:
+            if not re.match(SAFE_NAME, name) or name == "main":
+                raise ValueError(
+                    f"dataset name {name!r} must be letters, digits, '.', '_' or '-' (not 'main')"
+                )
+        return self
+
     #: sentences whose attention maps are logged and drawn for every variant
     attention_maps: int = Field(4, ge=0)
     #: long-sequence step: lengths for attention throughput (forward) per variant
@@ -212,7 +243,16 @@ class BenchmarkConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
+    #: names the MLflow experiment (attnbench-<name>), run folders and reports
     name: str = "attnbench"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not re.match(SAFE_NAME, name):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-' (it names folders)")
+        return name
+
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -310,7 +350,7 @@ def validate_config(tree: dict[str, Any], origin: str = "config") -> ExperimentC
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting (check the spelling; see `attnbench train --help`)"
         got = err.get("input")

@@ -25,7 +25,7 @@ import torch
 
 from attnbench.attention import check_attention_name
 from attnbench.config import ExperimentConfig, config_to_dict, validate_config
-from attnbench.data.prepare import PreparedData, prepare_data
+from attnbench.data.prepare import PreparedData, evaluation_splits, prepare_data
 from attnbench.errors import UserError
 from attnbench.evaluate import paired_significance
 from attnbench.tracking import Tracker
@@ -83,6 +83,22 @@ def check_benchmark(cfg: ExperimentConfig) -> None:
         )
     if not cfg.benchmark.seeds:
         raise UserError("benchmark.seeds is empty; give at least one seed")
+
+
+def preflight(cfg: ExperimentConfig, workdir: Path) -> None:
+    """Everything a long pipeline would otherwise discover late, checked before it starts:
+    the benchmark grid, the MLflow server, the Optuna storage, and every dataset's files."""
+    from attnbench.data.prepare import load_split
+    from attnbench.tracking import USER_TRACKING_URI, check_server
+
+    check_benchmark(cfg)
+    if USER_TRACKING_URI:
+        check_server(USER_TRACKING_URI)
+    if cfg.tune.storage is not None and not cfg.tune.storage.startswith("journal:"):
+        make_storage(cfg.tune.storage, workdir)
+    for ds_cfg in dataset_configs(cfg).values():
+        for split in ("train", "val", *evaluation_splits(ds_cfg.data)):
+            load_split(ds_cfg.data, split)
 
 
 def run_dir(workdir: Path, cfg: ExperimentConfig, dataset: str, variant: str, leaf: str) -> Path:

@@ -4,24 +4,24 @@ run left in MLflow. Every process is started here and stopped here, whatever hap
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests._services import (
+    REPO,
+    Server,
+    api_get,
+    cli,
+    prefect,
+    running_prefect_server,
+    start,
+    stop,
+    tail,
+)
 
 TINY = [
     "data.train_limit=300",
@@ -44,115 +44,11 @@ TINY = [
 RUN_TIMEOUT_S = 240
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def prefect(*args: str) -> list[str]:
-    return [sys.executable, "-m", "prefect", *args]
-
-
-def tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
-
-
-def api_get(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
-    """A background process in its own session, so it and its children stop together."""
-    out = log.open("wb")
-    try:
-        return subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    finally:
-        out.close()
-
-
-def stop(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
-    """SIGINT to the process group (Prefect stops cleanly on it), SIGKILL after `grace_s`.
-
-    The group also holds what the process started (a worker's flow-run processes)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGINT)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace_s)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
-@dataclass
-class Server:
-    url: str  # PREFECT_API_URL
-    env: dict[str, str]  # environment for every Prefect CLI call and the worker
-    logs: Path
-
-
 @pytest.fixture
 def prefect_server(tmp_path) -> Iterator[Server]:
     """`prefect server start` on a free local port with a throwaway PREFECT_HOME."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    home = tmp_path / "prefect-home"
-    home.mkdir()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "MLFLOW_", "ATTNBENCH_"))
-    }
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_API_URL=url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_WORKER_QUERY_SECONDS="2",
-        DO_NOT_TRACK="true",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        COLUMNS="200",  # rich would wrap the CLI's output at 80 columns
-    )
-    server = start(
-        prefect("server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"),
-        env,
-        logs / "server.log",
-        tmp_path,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if api_get(f"{url}/health") is True:
-                    break
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-            if server.poll() is not None:
-                pytest.fail(f"prefect server exited:\n{tail(logs / 'server.log')}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"prefect server not healthy in 90 s:\n{tail(logs / 'server.log')}")
-            time.sleep(0.5)
-        yield Server(url, env, logs)
-    finally:
-        stop(server)
-
-
-def cli(server: Server, *args: str, timeout: float = 120, **env: str) -> str:
-    done = subprocess.run(
-        prefect(*args),
-        env={**server.env, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{output[-4000:]}"
-    return output
+    with running_prefect_server(tmp_path) as server:
+        yield server
 
 
 @pytest.mark.slow

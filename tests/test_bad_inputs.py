@@ -1,0 +1,213 @@
+"""The catalogue of bad inputs (README, Troubleshooting): each is one line on stderr starting
+`attnbench: error:`, exit code 2, no traceback, and nothing started half-way."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnbench import cli, tracking
+from attnbench.tracking import free_port
+
+
+def run_cli(argv, monkeypatch, capsys):
+    capsys.readouterr()  # drop what building the inputs printed
+    monkeypatch.setattr(sys, "argv", ["attnbench", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def parallel_config(tmp: Path, src: str, tgt: str) -> Path:
+    write(tmp / "c" / "train.src", src)
+    write(tmp / "c" / "train.tgt", tgt)
+    return write(
+        tmp / "parallel.yaml",
+        f"data:\n  dataset: parallel\n  tokenizer: word\n  files:\n"
+        f"    train: {{src: {tmp / 'c' / 'train.src'}, tgt: {tmp / 'c' / 'train.tgt'}}}\n"
+        f"    val: {{src: {tmp / 'c' / 'train.src'}, tgt: {tmp / 'c' / 'train.tgt'}}}\n",
+    )
+
+
+def non_utf8_config(tmp: Path) -> Path:
+    config = parallel_config(tmp, "a b\n", "b a\n")
+    write(tmp / "c" / "train.tgt", b"\xff\xfe bad\n")
+    return config
+
+
+def corrupt_multi30k(tmp: Path, shared: Path) -> Path:
+    copy = tmp / "data" / "multi30k"
+    shutil.copytree(shared / "multi30k", copy)
+    target = copy / "val.en.gz"
+    target.chmod(0o644)
+    target.write_bytes(gzip.compress(b"A tampered line.\n" * 1014))
+    return tmp / "data"
+
+
+def pickled_checkpoint(tmp: Path) -> Path:
+    torch.save({"model": {}, "code": Path}, tmp / "evil.pt")  # a class: needs full pickle
+    return tmp / "evil.pt"
+
+
+def other_model(tmp: Path) -> Path:
+    return write(tmp / "m.yaml", "name: tiny\ndata: {dataset: synthetic, tokenizer: word}\n")
+
+
+def existing_run(tmp: Path) -> Path:
+    from attnbench.train import train
+    from tests.conftest import tiny_synthetic_config
+
+    train(tiny_synthetic_config(train={"epochs": 1}), tmp / "run", progress=False)
+    return tmp / "run"
+
+
+CASES = {
+    "unknown config key": (
+        lambda t, s: ["train", "-c", str(write(t / "c.yaml", "train:\n  epoch: 3\n"))],
+        "train.epoch: unknown setting",
+    ),
+    "wrong type": (lambda t, s: ["train", "--set", "train.lr=fast"], "train.lr: Input should be"),
+    "negative size": (
+        lambda t, s: ["train", "--set", "model.hidden_dim=-8"],
+        "model.hidden_dim: Input should be greater than 0",
+    ),
+    "not YAML": (
+        lambda t, s: ["train", "-c", str(write(t / "c.yaml", "train: [1,\n"))],
+        "not valid YAML",
+    ),
+    "missing config file": (lambda t, s: ["train", "-c", str(t / "no.yaml")], "does not exist"),
+    "unknown preset": (lambda t, s: ["run", "--preset", "huge"], "unknown preset 'huge'"),
+    "unknown attention": (
+        lambda t, s: ["train", "--attention", "cosine"],
+        "unknown attention 'cosine'; choose one of",
+    ),
+    "unknown attention in the grid": (
+        lambda t, s: ["run", "--set", "benchmark.variants=[dot, cosine]"],
+        "unknown attention 'cosine'",
+    ),
+    "baseline outside the grid": (
+        lambda t, s: ["run", "--set", "benchmark.variants=[dot]"],
+        "benchmark.baseline 'additive' is not in benchmark.variants",
+    ),
+    "path-escaping name": (
+        lambda t, s: ["run", "--set", "name=../../etc"],
+        "name: use 1-64 letters",
+    ),
+    "missing data folder": (
+        lambda t, s: ["train", "--set", f"data.data_dir={t / 'nowhere'}"],
+        "data folder not found",
+    ),
+    "corrupt data file": (
+        lambda t, s: ["run", "--set", f"data.data_dir={corrupt_multi30k(t, s)}"],
+        "val.en.gz",
+    ),
+    "unknown split": (
+        lambda t, s: [
+            "run",
+            "--set",
+            "data.test_splits=[test_2099]",
+            "--set",
+            f"data.data_dir={s}",
+        ],
+        "test_2099",
+    ),
+    "unknown language": (
+        lambda t, s: ["train", "--set", "data.src_lang=xx", "--set", f"data.data_dir={s}"],
+        "xx",
+    ),
+    "mismatched line counts": (
+        lambda t, s: ["train", "-c", str(parallel_config(t, "a b\nc d\n", "b a\n"))],
+        "line counts differ",
+    ),
+    "non-UTF-8 text": (lambda t, s: ["train", "-c", str(non_utf8_config(t))], "UTF-8"),
+    "empty data file": (
+        lambda t, s: ["train", "-c", str(parallel_config(t, "", ""))],
+        "empty",
+    ),
+    "missing checkpoint": (
+        lambda t, s: ["evaluate", "--checkpoint", str(t / "best.pt")],
+        "does not exist",
+    ),
+    "corrupt checkpoint": (
+        lambda t, s: ["evaluate", "--checkpoint", str(write(t / "best.pt", b"\x00garbage"))],
+        "is corrupt or not a torch checkpoint",
+    ),
+    "checkpoint with pickled code": (
+        lambda t, s: ["evaluate", "--checkpoint", str(pickled_checkpoint(t))],
+        "refusing to load it",
+    ),
+    "unsupported storage URL": (
+        lambda t, s: ["tune", "--set", "tune.storage=redis://localhost"],
+        "tune.storage: use null",
+    ),
+    "unreachable storage": (
+        lambda t, s: [
+            "tune",
+            "--set",
+            f"tune.storage=postgresql+psycopg2://x@127.0.0.1:{free_port()}/db",
+        ],
+        "cannot open Optuna storage",
+    ),
+    "existing run without --resume": (
+        lambda t, s: ["train", "--out", str(existing_run(t)), "--set", f"data.data_dir={s}"],
+        "pass --resume to continue",
+    ),
+    "resume with another model": (
+        lambda t, s: [
+            "train",
+            "--out",
+            str(existing_run(t)),
+            "--resume",
+            "-c",
+            str(other_model(t)),
+        ],
+        "settings differ",
+    ),
+    "override without =": (lambda t, s: ["train", "--set", "train.lr"], "expected key=value"),
+    "report without a store": (
+        lambda t, s: ["report", "--workdir", str(t / "empty")],
+        "no MLflow store",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_clear_line(case, tmp_path, shared_data, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    make_argv, expected = CASES[case]
+    code, err = run_cli(make_argv(tmp_path, shared_data), monkeypatch, capsys)
+    assert code == 2, err
+    assert err.startswith("attnbench: error: ") and err.count("\n") == 1, err
+    assert expected in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "attnbench-runs" / "runs").exists()  # nothing started half-way
+
+
+def test_unreachable_mlflow_server_fails_fast_before_anything_runs(monkeypatch, capsys, tmp_path):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tracking, "USER_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    tic = time.monotonic()
+    code, err = run_cli(["run", "--preset", "quick"], monkeypatch, capsys)
+    assert code == 2 and "MLflow tracking server" in err and "unreachable" in err
+    assert time.monotonic() - tic < 15
+    assert not (tmp_path / "attnbench-runs").exists()
+
+
+def test_catalogue_has_at_least_twenty_entries():
+    assert len(CASES) >= 20
