@@ -14,7 +14,7 @@ export DO_NOT_TRACK ?= true
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,12 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/attnbench run --preset quick
 
-test: install
+# Debian's docker-compose validates docker/compose.yaml offline (tests/test_docker.py);
+# installed here when missing and possible (root), otherwise that test says what to install.
+tools:
+	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q docker-compose >/dev/null; } || true
+
+test: install tools
 	$(BIN)/ruff check attnbench tests
 	$(BIN)/python -m pytest -q --timeout=600
 

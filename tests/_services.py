@@ -62,9 +62,22 @@ def tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
+def _request(request: urllib.request.Request | str, timeout: float) -> bytes:
+    """One HTTP call; a 503 (Prefect's answer while its SQLite database is locked by a
+    concurrent write) is retried a few times, as Prefect's own client does."""
+    for attempt in range(6):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == 5:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def http_get(url: str, timeout: float = 10) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read()
+    return _request(url, timeout)
 
 
 def api_get(url: str) -> object:
@@ -78,8 +91,7 @@ def api_post(url: str, body: object) -> object:
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
+    return json.loads(_request(request, 30) or b"null")
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:

@@ -69,3 +69,15 @@ def test_pickled_code_in_a_checkpoint_is_refused(monkeypatch, capsys, tmp_path):
     torch.save({"model": {}, "payload": subprocess.Popen}, evil)  # a class: needs pickle
     code, _, err = run_cli(["evaluate", "--checkpoint", str(evil)], monkeypatch, capsys)
     assert code == 2 and "refusing to load it" in err
+
+
+@pytest.mark.parametrize(
+    "flow", ["prepare", "tune", "train", "evaluate", "bench", "report", "benchmark"]
+)
+def test_every_flow_runs_as_a_module(flow):
+    """`python -m flows.<name>` is a documented entry point: it must at least parse options."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"flows.{flow}", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert f"python -m flows.{flow}" in done.stdout and "--preset" in done.stdout

@@ -3,7 +3,10 @@ order, GPU reservations, UIs on 127.0.0.1 only, and no secret written inline."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -55,3 +58,23 @@ def test_worker_image_installs_torch_first_and_runs_a_prefect_worker():
     assert text.index('pip install "torch') < text.index("pip install -e")
     assert "nvidia/cuda" in text and "ARG VARIANT" in text
     assert '"prefect", "worker", "start"' in text
+
+
+def _compose_config(env_file: Path | None) -> subprocess.CompletedProcess:
+    exe = shutil.which("docker-compose")
+    assert exe, "docker-compose is not installed: `apt-get install docker-compose` (.ci/run does)"
+    cmd = [exe, "-f", str(DOCKER / "compose.yaml")]
+    if env_file is not None:
+        cmd += ["--env-file", str(env_file)]
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run([*cmd, "config", "-q"], capture_output=True, text=True, env=env)
+
+
+def test_compose_file_validates_with_docker_compose(tmp_path):
+    """Debian's docker-compose checks the schema offline (no engine needed)."""
+    example = tmp_path / "example.env"
+    example.write_text((DOCKER / ".env.example").read_text())
+    done = _compose_config(example)
+    assert done.returncode == 0, done.stderr
+    missing = _compose_config(None)  # no .env: the required password must stop it
+    assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr

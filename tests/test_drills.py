@@ -68,6 +68,7 @@ TINY_TUNE = [
     "tune.n_trials=4",
     "tune.epochs=1",
     "benchmark.variants=[dot]",
+    "benchmark.baseline=dot",  # must be one of the variants (check_benchmark)
     "benchmark.datasets={}",
     "eval.beam_size=1",
 ]
@@ -300,19 +301,19 @@ EPOCHS = 6
 
 
 def slow_synthetic_config(path: Path) -> Path:
-    """tests/conftest.py::tiny_synthetic_config with epochs of a few seconds. One thread, so
+    """tests/conftest.py::tiny_synthetic_config with epochs of ~1.5 s. One thread, so
     the reference and the interrupted run compute bit for bit alike while running side by
     side on two cores."""
     import yaml
 
     synthetic = {"task": "reverse", "n_train": 3000, "n_val": 40, "n_test": 40,
-                 "min_len": 3, "max_len": 7, "vocab_size": 8}  # fmt: skip
+                 "min_len": 6, "max_len": 14, "vocab_size": 12}  # fmt: skip
     train = {"epochs": EPOCHS, "batch_size": 32, "batch_tokens": None, "lr": 0.01,
              "patience": 10, "num_threads": 1}  # fmt: skip
     tree = {
         "name": "drill",
         "data": {"dataset": "synthetic", "tokenizer": "word", "synthetic": synthetic},
-        "model": {"emb_dim": 16, "hidden_dim": 32, "dropout": 0.1},
+        "model": {"emb_dim": 32, "hidden_dim": 128, "dropout": 0.1},  # ~1.5 s per epoch
         "train": train,
         "eval": {"beam_size": 2, "batch_size": 64},
     }
@@ -348,12 +349,13 @@ def test_training_killed_mid_epoch_resumes_to_the_same_result(tmp_path, shared_d
             if time.monotonic() > deadline:
                 pytest.fail(f"no epoch finished in 120 s:\n{tail(tmp_path / 'killed.log')}")
             time.sleep(0.1)
-        # into the next epoch, well before its end
-        time.sleep(0.4 * history[-1]["train/epoch_seconds"])
+        # half-way through the next epoch
+        time.sleep(0.5 * history[-1]["train/epoch_seconds"])
         os.killpg(victim.pid, signal.SIGKILL)
         assert victim.wait(timeout=10) == -signal.SIGKILL
         done_epochs = len(read_history(killed))
-        assert 1 <= done_epochs < EPOCHS, "killed after the last epoch: make epochs slower"
+        assert done_epochs == len(history), "an epoch ended meanwhile: make epochs slower"
+        assert done_epochs < EPOCHS
 
         from attnbench.checkpoint import load_checkpoint
 
