@@ -33,10 +33,12 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/attnbench run --preset quick
 
-# Debian's docker-compose validates docker/compose.yaml offline (tests/test_docker.py);
-# installed here when missing and possible (root), otherwise that test says what to install.
+# Debian's docker-compose validates docker/compose.yaml offline (tests/test_docker.py) and
+# Debian's chromium opens the HTML report (tests/test_flows.py); installed here when missing
+# and possible (root), otherwise those tests say what to install.
 tools:
 	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q docker-compose >/dev/null; } || true
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null; } || true
 
 test: install tools
 	$(BIN)/ruff check attnbench tests

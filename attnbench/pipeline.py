@@ -459,33 +459,25 @@ def report(
     parent_run_id: str | None,
     significance: dict[str, Any] | None = None,
 ) -> Path:
+    """reports/<experiment>/<date>/: summary.md (+ parquet) and index.html, from MLflow only.
+
+    Without `parent_run_id` the latest pipeline run is reported; returns the HTML report's
+    path when there is a pipeline run, else the summary's."""
+    from attnbench.report.html import write_html
     from attnbench.report.summary import write_summary
+    from attnbench.results import latest_pipeline_run
 
     tracker = Tracker.local(workdir, experiment_name(cfg))
-    return write_summary(
+    parent_run_id = parent_run_id or latest_pipeline_run(tracker)
+    if significance is None and parent_run_id is not None:
+        significance = {
+            ds: tracker.load_json_artifact(parent_run_id, f"significance/{ds}.json")
+            for ds in dataset_configs(cfg)
+            if tracker.has_artifact(parent_run_id, f"significance/{ds}.json")
+        }
+    summary = write_summary(
         tracker, parent_run_id, reports_dir, significance, baseline=cfg.benchmark.baseline
     )
-
-
-def final_run_dirs(
-    cfg: ExperimentConfig, workdir: Path, parent_run_id: str | None = None
-) -> tuple[str | None, dict[str, dict[str, dict[int, dict[str, str]]]]]:
-    """Find the final runs of a pipeline run in MLflow (default: the latest pipeline run):
-    (parent id, {dataset: {variant: {seed: {"run_dir": ...}}}}) for the evaluate step."""
-    tracker = Tracker.local(workdir, experiment_name(cfg))
     if parent_run_id is None:
-        parents = tracker.search_runs("tags.kind = 'pipeline'")
-        if parents.empty:
-            raise UserError(f"no pipeline run in {tracker.tracking_uri}; run `attnbench run` first")
-        parent_run_id = str(parents.sort_values("start_time").iloc[-1]["run_id"])
-    finals = tracker.search_runs(
-        f"tags.kind = 'final' and tags.`mlflow.parentRunId` = '{parent_run_id}' "
-        "and attributes.status = 'FINISHED'"
-    )
-    out: dict[str, dict[str, dict[int, dict[str, str]]]] = {}
-    for _, row in finals.iterrows():
-        variants = out.setdefault(row["tags.dataset"], {})
-        variants.setdefault(row["tags.attention"], {})[int(row["tags.seed"])] = {
-            "run_dir": row["tags.run_dir"]
-        }
-    return parent_run_id, out
+        return summary
+    return write_html(tracker, parent_run_id, summary.parent)

@@ -76,3 +76,50 @@ def runs_summary(tracker: Tracker, parent_run_id: str | None = None) -> dict[str
     runs = final_runs(tracker, parent_run_id)
     scores = test_scores(runs)
     return {"runs": runs, "scores": scores, "summary": summarise(scores)}
+
+
+# -- whole pipeline runs -----------------------------------------------------------------
+
+
+def latest_pipeline_run(tracker: Tracker) -> str | None:
+    """The id of the most recent pipeline (parent) run, or None when there is none."""
+    parents = tracker.search_runs("tags.kind = 'pipeline'")
+    if parents.empty:
+        return None
+    return str(parents.sort_values("start_time").iloc[-1]["run_id"])
+
+
+def children(tracker: Tracker, parent_run_id: str, kind: str) -> pd.DataFrame:
+    """Child runs of one kind ("trial", "final", "bench") of a pipeline run, tags unprefixed."""
+    runs = tracker.search_runs(
+        f"tags.kind = '{kind}' and tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    )
+    if runs.empty:
+        return runs
+    runs = runs.rename(columns=lambda c: c.removeprefix("tags."))
+    if "seed" in runs:
+        runs["seed"] = pd.to_numeric(runs["seed"], errors="coerce")
+    if "trial" in runs:
+        runs["trial"] = pd.to_numeric(runs["trial"], errors="coerce")
+    return runs
+
+
+def curves(tracker: Tracker, runs: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Tidy per-epoch metric curves: dataset, attention, seed, epoch, value."""
+    rows = []
+    for _, run in runs.iterrows():
+        for step, value in tracker.metric_history(run["run_id"], key):
+            rows.append(
+                {"dataset": run["dataset"], "attention": run["attention"], "seed": run["seed"],
+                 "epoch": step, "value": value}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["dataset", "attention", "seed", "epoch", "value"])
+
+
+def json_artifacts(tracker: Tracker, runs: pd.DataFrame, path: str) -> dict[str, Any]:
+    """run id -> the JSON artifact at `path` (runs without it are left out)."""
+    return {
+        run_id: tracker.load_json_artifact(run_id, path)
+        for run_id in runs["run_id"]
+        if tracker.has_artifact(run_id, path)
+    }

@@ -76,6 +76,7 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
         from mlflow.tracking import MlflowClient
 
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reports read many
         check_server(tracking_uri)
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
@@ -197,6 +198,10 @@ class Tracker:
 
     def download_artifact(self, run_id: str, path: str, dest: Path) -> Path:
         return Path(self.client.download_artifacts(run_id, path, str(dest)))
+
+    def has_artifact(self, run_id: str, path: str) -> bool:
+        folder = path.rpartition("/")[0] or None
+        return any(a.path == path for a in self.client.list_artifacts(run_id, folder))
 
     def load_json_artifact(self, run_id: str, path: str) -> Any:
         with tempfile.TemporaryDirectory() as tmp:

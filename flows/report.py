@@ -44,7 +44,8 @@ def report_flow(
     path = write_report(tree, workdir, reports_dir, parent_run_id, significance)
     from pathlib import Path
 
-    create_markdown_artifact(Path(path).read_text(encoding="utf-8"), key="report")
+    summary = Path(path).parent / "summary.md"
+    create_markdown_artifact(summary.read_text(encoding="utf-8"), key="report")
     print(f"report: {path}")
     return path
 

@@ -265,26 +265,30 @@ def stores(tmp_path) -> Iterator[Stores]:
 
 
 def read_trials(storage_url: str, study: str, missing_ok: bool = False) -> list | None:
-    """The study's trials, read without creating anything (no tables, no journal file)."""
+    """The study's trials, read without creating anything (no tables, no journal file);
+    with `missing_ok`, None while the study (or its storage) does not exist yet."""
     import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
-    if storage_url.startswith("journal:"):
-        path = Path(storage_url.removeprefix("journal:"))
-        if missing_ok and not path.exists():
-            return None
-        storage = JournalStorage(JournalFileBackend(str(path)))
-    else:
-        storage = RDBStorage(storage_url, skip_table_creation=True, skip_compatibility_check=True)
+    storage = None
     try:
+        if storage_url.startswith("journal:"):
+            path = Path(storage_url.removeprefix("journal:"))
+            if missing_ok and not path.exists():
+                return None
+            storage = JournalStorage(JournalFileBackend(str(path)))
+        else:  # PostgreSQL: the first tuning process creates the tables
+            storage = RDBStorage(
+                storage_url, skip_table_creation=True, skip_compatibility_check=True
+            )
         names = optuna.get_all_study_names(storage)
         if missing_ok and study not in names:
             return None
         assert names == [study], names
         return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=True)
     except Exception:
-        if missing_ok:  # PostgreSQL: tables not created yet
+        if missing_ok:
             return None
         raise
     finally:

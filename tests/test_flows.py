@@ -86,8 +86,8 @@ def test_report_step_wrote_its_output(benchmark_result):
 
     out, base = benchmark_result
     report = Path(out["report"])
-    assert report.is_file() and report.is_relative_to(base / "rep")
-    text = report.read_text()
+    assert report.name == "index.html" and report.is_relative_to(base / "rep")
+    text = (report.parent / "summary.md").read_text()
     assert "### main / test_2016_flickr" in text and "| additive |" in text and "| dot |" in text
     assert "paired bootstrap p =" in text
     assert (report.parent / "scores.parquet").is_file()
@@ -99,3 +99,49 @@ def test_tuning_gave_every_variant_the_same_budget(benchmark_result):
     for dataset, variants in out["best"].items():
         budgets = {v: sum(r["states"].values()) for v, r in variants.items()}
         assert set(budgets.values()) == {2}, (dataset, budgets)
+
+
+SECTIONS = ["verdict", "cost", "curves", "tuning", "length", "bench", "maps", "repro"]
+
+
+@pytest.mark.slow
+def test_html_report_in_a_real_browser(benchmark_result, tmp_path):
+    """Headless Debian chromium (driven by Playwright, no browser download) opens the report:
+    no console errors, no broken images, every section and plot present."""
+    import shutil
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    out, _ = benchmark_result
+    chromium = shutil.which("chromium")
+    assert chromium, "install Debian's chromium (`apt-get install chromium`; make test does)"
+    report = Path(out["report"])
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        for section in SECTIONS:
+            assert page.locator(f"section#{section} h2").count() == 1, section
+            assert page.locator(f"section#{section} .missing").count() == 0, section
+        images = page.locator("img")
+        assert images.count() >= 7  # curves x2, history x2, length x2, bench, maps
+        broken = page.evaluate(
+            "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length"
+        )
+        assert broken == 0
+        assert page.locator("section#bench img").count() == 1
+        assert page.locator("section#maps img").count() >= 2
+        assert "significant" in page.locator("section#verdict").inner_text()
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert (tmp_path / "report.png").stat().st_size > 10_000

@@ -1,0 +1,388 @@
+"""The HTML report: "which attention, at what cost, how sure are we", built only from what
+MLflow holds (through `attnbench.results`), so any past pipeline run can be re-reported.
+
+Every section states what is missing instead of failing: a pipeline run without the
+benchmark step, say, gets a report whose benchmark section says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from attnbench.report import plots
+from attnbench.results import (
+    children,
+    curves,
+    json_artifacts,
+    summarise,
+    test_scores,
+)
+from attnbench.tracking import Tracker
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    paragraphs: list[dict[str, str]] = field(default_factory=list)
+    tables: list[dict[str, str]] = field(default_factory=list)
+    figures: list[dict[str, str]] = field(default_factory=list)
+    code: list[dict[str, str]] = field(default_factory=list)
+    missing: str = ""
+
+    def say(self, text: str, cls: str = "") -> None:
+        self.paragraphs.append({"text": text, "cls": cls})
+
+    def table(self, frame: pd.DataFrame, caption: str = "") -> None:
+        self.tables.append({"html": frame.to_html(index=False, na_rep="–", border=0),
+                            "caption": caption})  # fmt: skip
+
+    def figure(self, src: str, alt: str) -> None:
+        self.figures.append({"src": src, "alt": alt})
+
+
+def _fmt(mean: float, std: float, ci: float) -> str:
+    if math.isnan(mean):
+        return "–"
+    if math.isnan(std):
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {std:.2f} [±{ci:.2f}]"
+
+
+@dataclass
+class ReportData:
+    tracker: Tracker
+    parent_run_id: str
+    config: dict[str, Any]
+    finals: pd.DataFrame
+    trials: pd.DataFrame
+    bench: pd.DataFrame
+    significance: dict[str, Any]
+
+    @classmethod
+    def load(cls, tracker: Tracker, parent_run_id: str) -> ReportData:
+        def parent_json(path: str) -> Any:
+            if not tracker.has_artifact(parent_run_id, path):
+                return None
+            return tracker.load_json_artifact(parent_run_id, path)
+
+        finals = children(tracker, parent_run_id, "final")
+        if not finals.empty:
+            finals = finals[finals["status"] == "FINISHED"]
+        significance = {}
+        if not finals.empty:
+            for dataset in sorted(finals["dataset"].unique()):
+                found = parent_json(f"significance/{dataset}.json")
+                if found:
+                    significance[dataset] = found
+        return cls(
+            tracker,
+            parent_run_id,
+            parent_json("config.json") or {},
+            finals,
+            children(tracker, parent_run_id, "trial"),
+            children(tracker, parent_run_id, "bench"),
+            significance,
+        )
+
+    @property
+    def baseline(self) -> str:
+        return self.config.get("benchmark", {}).get("baseline", "additive")
+
+
+def verdict_section(data: ReportData) -> Section:
+    sec = Section("verdict", "Verdict: quality per variant, with spread and significance")
+    if data.finals.empty:
+        sec.missing = "No finished final runs: the train step did not run or failed."
+        return sec
+    summary = summarise(test_scores(data.finals))
+    sec.say(
+        "Scores are sacreBLEU on detokenised output: mean ± std over seeds, with the 95% "
+        "t-interval half-width in brackets. p: paired bootstrap against the baseline "
+        f"'{data.baseline}', per seed (sacrebleu.significance, 1000 resamples by default)."
+    )
+    for (dataset, split), block in summary.groupby(["dataset", "split"]):
+        sig = data.significance.get(dataset, {}).get(split, {})
+        rows, sentences = [], []
+        base = block[(block["attention"] == data.baseline) & (block["metric"] == "bleu")]
+        base_bleu = float(base["mean"].iloc[0]) if not base.empty else math.nan
+        for attention, g in block.groupby("attention"):
+            by = g.set_index("metric")
+            row = {"attention": attention, "seeds": int(by["n"].max())}
+            for metric in ("bleu", "chrf", "ter", "exact_match"):
+                if metric in by.index:
+                    r = by.loc[metric]
+                    row[metric] = _fmt(r["mean"], r["std"], r["ci95"])
+            pvals = [s[attention]["bleu"]["p_value"] for s in sig.values() if attention in s]
+            pvals = [p for p in pvals if p is not None]
+            if attention != data.baseline and pvals:
+                hits = sum(p < 0.05 for p in pvals)
+                row["p (BLEU) per seed"] = ", ".join(f"{p:.3f}" for p in pvals)
+                diff = float(by.loc["bleu", "mean"]) - base_bleu
+                word = "higher" if diff > 0 else "lower"
+                sentences.append(
+                    f"{attention} is {abs(diff):.2f} BLEU {word} than {data.baseline}; the "
+                    f"difference is significant (p < 0.05) in {hits} of {len(pvals)} seeds."
+                )
+            rows.append(row)
+        sec.table(pd.DataFrame(rows), f"{dataset} / {split}")
+        if sentences:
+            sec.say(f"{dataset} / {split}: " + " ".join(sentences), "verdict")
+        elif not sig:
+            sec.say(f"{dataset} / {split}: no significance test results were logged.", "missing")
+    return sec
+
+
+def cost_section(data: ReportData) -> Section:
+    sec = Section("cost", "Cost: parameters, time, throughput, memory")
+    if data.finals.empty:
+        sec.missing = "No finished final runs."
+        return sec
+    decode_cols = [c for c in data.finals if c.endswith("/decode_tokens_per_s")]
+    frame = data.finals.assign(
+        decode=data.finals[decode_cols].mean(axis=1) if decode_cols else math.nan
+    )
+    rows = []
+    for (dataset, attention), g in frame.groupby(["dataset", "attention"]):
+        rows.append(
+            {
+                "dataset": dataset,
+                "attention": attention,
+                "parameters": f"{g['metrics.cost/parameters'].mean():,.0f}",
+                "train time (s)": f"{g['metrics.cost/train_seconds'].mean():.1f}",
+                "train tokens/s": f"{g['metrics.cost/train_tokens_per_s'].mean():,.0f}",
+                "decode tokens/s": f"{g['decode'].mean():,.0f}",
+                "device": g["device"].iloc[0],
+            }
+        )
+    sec.table(pd.DataFrame(rows))
+    sec.say(
+        "Means over seeds. Training throughput counts target tokens; decoding throughput counts "
+        "output tokens with the configured beam. Peak memory is measured by the long-sequence "
+        "benchmark on GPU; on CPU it is not recorded per training run."
+    )
+    return sec
+
+
+def curves_section(data: ReportData) -> Section:
+    sec = Section("curves", "Learning curves")
+    if data.finals.empty:
+        sec.missing = "No finished final runs."
+        return sec
+    frame = curves(data.tracker, data.finals, "val/bleu")
+    if frame.empty:
+        sec.missing = "The final runs logged no val/bleu curve."
+        return sec
+    for dataset in sorted(frame["dataset"].unique()):
+        sec.figure(
+            plots.learning_curves(frame, dataset, "val/bleu"), f"{dataset}: val/bleu per epoch"
+        )
+    return sec
+
+
+def tuning_section(data: ReportData) -> Section:
+    sec = Section("tuning", "Tuning: Optuna history, budget and parameter importance")
+    tune = data.config.get("tune", {})
+    if data.trials.empty:
+        sec.missing = "No trial runs in MLflow: the tune step did not run."
+        return sec
+    metric = tune.get("metric", "val/bleu")
+    sec.say(
+        f"Every variant had the same budget: {tune.get('n_trials')} trials of "
+        f"{tune.get('epochs') or data.config.get('train', {}).get('epochs')} epochs, the same "
+        f"search space ({', '.join(tune.get('space', {}))}), TPE seeded with "
+        f"{tune.get('sampler_seed')}, pruner '{tune.get('pruner')}', objective {metric}."
+    )
+    states = (
+        data.trials.assign(state=data.trials.get("trial_state", "UNKNOWN"))
+        .groupby(["dataset", "attention", "state"]).size().unstack("state", fill_value=0)
+        .reset_index()
+    )  # fmt: skip
+    sec.table(states, "Trials by final state (completed, pruned, failed)")
+    for dataset in sorted(data.trials["dataset"].unique()):
+        sec.figure(
+            plots.optimisation_history(data.trials, dataset, metric),
+            f"{dataset}: {metric} per trial and best so far",
+        )
+    importances = parameter_importances(data.trials, tune, metric)
+    if importances.empty:
+        sec.say("Parameter importances need at least two completed trials per study.", "missing")
+    else:
+        sec.table(importances, "Parameter importance (Optuna fANOVA, per study)")
+    return sec
+
+
+def parameter_importances(trials: pd.DataFrame, tune: dict, metric: str) -> pd.DataFrame:
+    """Rebuild each study from the MLflow trial runs and ask Optuna for importances."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # in-memory rebuilds, not news
+    space = tune.get("space", {})
+    rows = []
+    value_col = f"metrics.best/{metric}"
+    if value_col not in trials:
+        return pd.DataFrame()
+    done = trials[(trials.get("trial_state") == "COMPLETE") & trials[value_col].notna()]
+    for (dataset, attention), g in done.groupby(["dataset", "attention"]):
+        if len(g) < 2:
+            continue
+        dists = {}
+        for key, spec in space.items():
+            if spec.get("type") == "categorical":
+                dists[key] = optuna.distributions.CategoricalDistribution(spec["choices"])
+            elif spec.get("type") == "int":
+                dists[key] = optuna.distributions.IntDistribution(
+                    int(spec["low"]), int(spec["high"])
+                )
+            else:
+                dists[key] = optuna.distributions.FloatDistribution(
+                    spec["low"], spec["high"], log=bool(spec.get("log"))
+                )
+        study = optuna.create_study(direction="minimize" if metric.endswith("loss") else "maximize")
+        for _, t in g.iterrows():
+            params = {}
+            for key in dists:
+                raw = t.get(f"params.{key}")
+                params[key] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+            study.add_trial(
+                optuna.trial.create_trial(params=params, distributions=dists, value=t[value_col])
+            )
+        try:
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except (ValueError, RuntimeError):  # too few distinct trials for the evaluator
+            continue
+        rows.append({"dataset": dataset, "attention": attention,
+                     **{k: f"{v:.2f}" for k, v in imp.items()}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def length_section(data: ReportData) -> Section:
+    sec = Section("length", "Quality vs source length")
+    if data.finals.empty:
+        sec.missing = "No finished final runs."
+        return sec
+    rows = []
+    for split_file in {"test_2016_flickr", "test"}:
+        found = json_artifacts(data.tracker, data.finals, f"by_length/{split_file}.json")
+        for run_id, buckets in found.items():
+            run = data.finals[data.finals["run_id"] == run_id].iloc[0]
+            for b in buckets:
+                rows.append({"dataset": run["dataset"], "attention": run["attention"], **b})
+    if not rows:
+        sec.missing = "No BLEU-by-length artifacts were logged."
+        return sec
+    frame = pd.DataFrame(rows)
+    for dataset in sorted(frame["dataset"].unique()):
+        synthetic = data.finals[data.finals["dataset"] == dataset]["metrics.test/test/exact_match"]
+        metric = "exact_match" if synthetic.notna().any() else "bleu"
+        sec.figure(plots.by_length(frame, dataset, metric), f"{dataset}: {metric} by source length")
+    return sec
+
+
+def bench_section(data: ReportData) -> Section:
+    sec = Section("bench", "Long sequences: throughput and memory")
+    if data.bench.empty:
+        sec.missing = "This pipeline run has no benchmark step results."
+        return sec
+    run_id, artifact = data.bench.iloc[0]["run_id"], "bench/attention_forward.parquet"
+    if not data.tracker.has_artifact(run_id, artifact):
+        sec.missing = "The benchmark run holds no result table."
+        return sec
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = pd.read_parquet(data.tracker.download_artifact(run_id, artifact, Path(tmp)))
+    device = rows["device"].iloc[0] if not rows.empty else "?"
+    sec.say(
+        f"Attention forward on {device} (batch {rows['batch'].iloc[0]}, dimension "
+        f"{rows['dim'].iloc[0]}), median of repeats after warm-up. Roofline fractions are "
+        "computed on GPU by the full benchmark; this CPU run reports throughput only."
+    )
+    sec.figure(plots.throughput(rows), "Queries per second vs sequence length (log-log)")
+    table = rows.pivot_table(index="variant", columns="length", values="queries_per_s")
+    table = table.map(lambda v: f"{v:,.0f}").reset_index()
+    table.columns = [str(c) for c in table.columns]
+    sec.table(table, "Queries / s by length")
+    return sec
+
+
+def maps_section(data: ReportData, count: int = 2) -> Section:
+    sec = Section("maps", "Attention maps: the same sentences, every variant")
+    if data.finals.empty:
+        sec.missing = "No finished final runs."
+        return sec
+    first_seed = data.finals[data.finals["seed"] == data.finals["seed"].min()]
+    for dataset in sorted(first_seed["dataset"].unique()):
+        runs = first_seed[first_seed["dataset"] == dataset]
+        split = "test_2016_flickr" if dataset == "main" else "test"
+        found = json_artifacts(data.tracker, runs, f"attention_maps/{split}.json")
+        by_variant = {
+            runs[runs["run_id"] == rid]["attention"].iloc[0]: maps for rid, maps in found.items()
+        }
+        if not by_variant:
+            sec.say(f"{dataset}: no attention maps were logged.", "missing")
+            continue
+        for i in range(min(count, *(len(m) for m in by_variant.values()))):
+            sentence = {name: maps[i] for name, maps in sorted(by_variant.items())}
+            source = " ".join(next(iter(sentence.values()))["source"])
+            sec.figure(plots.attention_maps(sentence), f"{dataset} / {split} #{i}: {source}")
+    return sec
+
+
+def repro_section(data: ReportData) -> Section:
+    sec = Section("repro", "Reproducibility")
+    env = {}
+    if data.tracker.has_artifact(data.parent_run_id, "environment.json"):
+        env = data.tracker.load_json_artifact(data.parent_run_id, "environment.json")
+    else:
+        sec.say("The pipeline run logged no environment record.", "missing")
+    seeds = data.config.get("benchmark", {}).get("seeds")
+    sigs = sorted(
+        {v for c in data.finals if c.endswith("_signature") for v in data.finals[c].dropna()}
+    )
+    hardware = env.get("cuda") or env.get("platform", "?")
+    sec.say(
+        f"Git commit {env.get('git_commit', '?')}; seeds {seeds}; hardware: {hardware}, "
+        f"{env.get('cpu_threads', '?')} CPU threads."
+    )
+    if sigs:
+        sec.table(pd.DataFrame({"sacreBLEU signatures": sigs}))
+    sec.code.append({"title": "Reproduce", "text": "attnbench run --config config.yaml"})
+    sec.code.append(
+        {"title": "config.yaml (resolved)", "text": yaml.safe_dump(data.config, sort_keys=False)}
+    )
+    sec.code.append({"title": "environment", "text": json.dumps(env, indent=1)})
+    return sec
+
+
+def write_html(tracker: Tracker, parent_run_id: str, folder: Path) -> Path:
+    """Render index.html for one pipeline run into `folder`."""
+    data = ReportData.load(tracker, parent_run_id)
+    sections = [
+        verdict_section(data), cost_section(data), curves_section(data), tuning_section(data),
+        length_section(data), bench_section(data), maps_section(data), repro_section(data),
+    ]  # fmt: skip
+    env = Environment(
+        loader=PackageLoader("attnbench.report", "templates"), autoescape=select_autoescape()
+    )
+    html = env.get_template("report.html.j2").render(
+        title=f"{tracker.experiment}: additive vs multiplicative attention",
+        parent_run_id=parent_run_id,
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        tracking_uri=tracker.tracking_uri,
+        sections=sections,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "index.html"
+    path.write_text(html, encoding="utf-8")
+    (folder / "config.yaml").write_text(yaml.safe_dump(data.config, sort_keys=False))
+    return path
