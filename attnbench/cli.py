@@ -266,7 +266,12 @@ def report(
     workdir: WorkdirOpt = Path("attnbench-runs"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
     run_id: Annotated[
-        str | None, typer.Option("--run", help="MLflow parent run id [default: all final runs].")
+        str | None,
+        typer.Option("--run", help="MLflow pipeline (parent) run id [default: the latest]."),
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(help="MLflow experiment [default: attnbench-<name> of the config]."),
     ] = None,
 ) -> None:
     """Rebuild the report from what MLflow holds (any past pipeline run)."""
@@ -281,7 +286,8 @@ def report(
         check_server(USER_TRACKING_URI)
     elif not (workdir / "mlflow.db").exists():
         raise UserError(f"no MLflow store at {workdir / 'mlflow.db'}; pass the --workdir of a run")
-    typer.echo(f"report: {build_report(cfg, workdir, reports_dir, run_id)}")
+    path = build_report(cfg, workdir, reports_dir, run_id, experiment=experiment)
+    typer.echo(f"report: {path}")
 
 
 @app.command()

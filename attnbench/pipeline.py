@@ -458,16 +458,25 @@ def report(
     reports_dir: Path,
     parent_run_id: str | None,
     significance: dict[str, Any] | None = None,
+    experiment: str | None = None,
 ) -> Path:
     """reports/<experiment>/<date>/: summary.md (+ parquet) and index.html, from MLflow only.
 
     Without `parent_run_id` the latest pipeline run is reported; returns the HTML report's
     path when there is a pipeline run, else the summary's."""
+    import re
+
+    from attnbench.config import SAFE_NAME
     from attnbench.report.html import write_html
     from attnbench.report.summary import write_summary
     from attnbench.results import latest_pipeline_run
 
-    tracker = Tracker.local(workdir, experiment_name(cfg))
+    if experiment is not None and not re.match(SAFE_NAME, experiment):
+        raise UserError(
+            f"experiment name {experiment!r} is not a plain name (it names a report folder); "
+            "use letters, digits, '.', '_' or '-'"
+        )
+    tracker = Tracker.local(workdir, experiment or experiment_name(cfg))
     parent_run_id = parent_run_id or latest_pipeline_run(tracker)
     if significance is None and parent_run_id is not None:
         significance = {

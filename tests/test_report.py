@@ -1,0 +1,58 @@
+"""Report statistics on known inputs, and reports of incomplete pipeline runs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from attnbench.config import load_config
+from attnbench.errors import UserError
+from attnbench.pipeline import report
+from attnbench.results import mean_ci, summarise
+from attnbench.tracking import Tracker
+
+
+def test_mean_ci_uses_the_t_distribution():
+    out = mean_ci(pd.Series([1.0, 2.0, 3.0]))
+    assert out["n"] == 3 and out["mean"] == 2.0 and out["std"] == pytest.approx(1.0)
+    assert out["ci95"] == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)  # t(0.975, 2)
+    single = mean_ci(pd.Series([5.0]))
+    assert single["mean"] == 5.0 and math.isnan(single["std"]) and math.isnan(single["ci95"])
+
+
+def test_summarise_groups_per_dataset_split_attention_and_metric():
+    scores = pd.DataFrame(
+        [
+            ("main", "t", "dot", s, "bleu", v)
+            for s, v in ((1, 10.0), (2, 12.0), (3, 14.0))
+        ] + [("main", "t", "additive", 1, "bleu", 20.0)],
+        columns=["dataset", "split", "attention", "seed", "metric", "value"],
+    )  # fmt: skip
+    out = summarise(scores).set_index("attention")
+    assert out.loc["dot", "mean"] == 12.0 and out.loc["dot", "std"] == 2.0
+    assert out.loc["dot", "n"] == 3 and out.loc["additive", "n"] == 1
+
+
+def test_a_pipeline_run_without_results_gets_a_report_that_says_so(tmp_path):
+    cfg = load_config(preset="quick")
+    tracker = Tracker.local(tmp_path / "work", "attnbench-quick")
+    parent = tracker.start_run("benchmark-quick", tags={"kind": "pipeline"})
+    tracker.end_run(parent)
+    path = report(cfg, tmp_path / "work", tmp_path / "reports", None)
+    html = path.read_text()
+    assert path.name == "index.html"
+    for text in (
+        "No finished final runs",
+        "No trial runs in MLflow",
+        "This pipeline run has no benchmark step results",
+        "logged no environment record",
+    ):
+        assert text in html, text
+    assert (path.parent / "summary.md").is_file()
+
+
+def test_report_refuses_an_experiment_name_that_is_a_path(tmp_path):
+    with pytest.raises(UserError, match="not a plain name"):
+        report(load_config(preset="quick"), tmp_path, tmp_path / "r", None, experiment="../x")
