@@ -457,7 +457,6 @@ def report(
     workdir: Path,
     reports_dir: Path,
     parent_run_id: str | None,
-    significance: dict[str, Any] | None = None,
     experiment: str | None = None,
 ) -> Path:
     """reports/<experiment>/<date>/: summary.md (+ parquet) and index.html, from MLflow only.
@@ -478,7 +477,8 @@ def report(
         )
     tracker = Tracker.local(workdir, experiment or experiment_name(cfg))
     parent_run_id = parent_run_id or latest_pipeline_run(tracker)
-    if significance is None and parent_run_id is not None:
+    significance = {}  # read back from MLflow, never taken from the live pipeline
+    if parent_run_id is not None:
         significance = {
             ds: tracker.load_json_artifact(parent_run_id, f"significance/{ds}.json")
             for ds in dataset_configs(cfg)

@@ -16,15 +16,13 @@ def write_report(
     workdir: str,
     reports_dir: str,
     parent_run_id: str | None,
-    significance: dict[str, Any] | None,
 ) -> str:
     from pathlib import Path
 
     from attnbench.pipeline import report
 
     with compute_time("report"):
-        path = report(as_config(config), Path(workdir), Path(reports_dir), parent_run_id,
-                      significance)  # fmt: skip
+        path = report(as_config(config), Path(workdir), Path(reports_dir), parent_run_id)
     return str(path)
 
 
@@ -37,11 +35,10 @@ def report_flow(
     reports_dir: str = "reports",
     resolved: dict[str, Any] | None = None,
     parent_run_id: str | None = None,
-    significance: dict[str, Any] | None = None,
 ) -> str:
     """Write the summary report from what MLflow holds and publish it as an artifact."""
     tree = resolved or resolve_config(preset, config, overrides)
-    path = write_report(tree, workdir, reports_dir, parent_run_id, significance)
+    path = write_report(tree, workdir, reports_dir, parent_run_id)
     from pathlib import Path
 
     summary = Path(path).parent / "summary.md"
