@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
-from flows._common import DEFAULT_WORKDIR, as_config, compute_time, resolve_config, run_tags
+from flows._common import (
+    DEFAULT_WORKDIR,
+    as_config,
+    compute_time,
+    publish,
+    resolve_config,
+    run_tags,
+)
 
 
 @task
@@ -44,8 +50,7 @@ def bench_flow(
             )
         else:
             lines.append(f"| {r['variant']} | {r['length']} | {r['status']} | |")
-    create_markdown_artifact("\n".join(lines), key="throughput", description="Attention forward")
-    print("\n".join(lines))
+    publish("\n".join(lines), "throughput", "Attention forward")
     return rows
 
 

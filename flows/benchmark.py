@@ -10,9 +10,8 @@ import time
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 
-from flows._common import COMPUTE_SECONDS, DEFAULT_WORKDIR, resolve_config, run_tags
+from flows._common import COMPUTE_SECONDS, DEFAULT_WORKDIR, publish, resolve_config, run_tags
 from flows.bench import bench_flow
 from flows.evaluate import evaluate_flow
 from flows.prepare import prepare_flow
@@ -60,8 +59,7 @@ def benchmark_flow(
         row["compute_s"] = compute
         row["overhead_share"] = None if compute is None else 1 - compute / row["wall_s"]
     table = timing_table(timing)
-    create_markdown_artifact(table, key="timing", description="Wall time per step")
-    print(table)
+    publish(table, "timing", "Wall time per step")
     finish_pipeline_run(tree, Path(workdir), parent, report=Path(report), timing=timing)
     return {
         "parent_run_id": parent,

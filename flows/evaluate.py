@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
-from flows._common import DEFAULT_WORKDIR, as_config, compute_time, resolve_config
+from flows._common import DEFAULT_WORKDIR, as_config, compute_time, publish, resolve_config
 
 
 @task
@@ -58,8 +57,7 @@ def evaluate_flow(
 
     baseline = as_config(tree).benchmark.baseline
     text = "\n".join(f"### {d}\n{significance_lines(sig, baseline)}" for d, sig in out.items())
-    create_markdown_artifact(text, key="significance", description="Paired bootstrap vs baseline")
-    print(text)
+    publish(text, "significance", "Paired bootstrap vs baseline")
     return out
 
 

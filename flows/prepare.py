@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from flows._common import as_config, compute_time, resolve_config
+from flows._common import as_config, compute_time, publish, resolve_config
 
 
 @task(cache_policy=INPUTS + TASK_SOURCE, retries=2, retry_delay_seconds=[2, 10])
@@ -32,14 +31,11 @@ def prepare_flow(
 
     tree = resolved or resolve_config(preset, config, overrides)
     sizes = {name: prepare_dataset(tree, name) for name in dataset_configs(as_config(tree))}
-    lines = ["| dataset | " + " | ".join(next(iter(sizes.values()))) + " |"]
-    lines.append("|---" * (len(next(iter(sizes.values()))) + 1) + "|")
-    lines += [
-        f"| {name} | " + " | ".join(map(str, info.values())) + " |" for name, info in sizes.items()
-    ]
-    create_markdown_artifact("\n".join(lines), key="data", description="Prepared datasets")
+    columns = sorted({key for info in sizes.values() for key in info})
+    lines = ["| dataset | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, info in sizes.items():
-        print(f"{name}: {info}")
+        lines.append(f"| {name} | " + " | ".join(str(info.get(c, "–")) for c in columns) + " |")
+    publish("\n".join(lines), "data", "Prepared datasets")
     return sizes
 
 

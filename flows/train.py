@@ -6,9 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
-from flows._common import COMPUTE_SECONDS, DEFAULT_WORKDIR, as_config, resolve_config, run_tags
+from flows._common import (
+    COMPUTE_SECONDS,
+    DEFAULT_WORKDIR,
+    as_config,
+    publish,
+    resolve_config,
+    run_tags,
+)
 
 
 @task(retries=0)  # resumes from its checkpoint when rerun; no blind retries of training
@@ -69,8 +75,7 @@ def train_flow(
                         f"| {dataset} | {variant} | {seed} | {split} | {s['bleu']:.2f} | "
                         f"{s['chrf']:.2f} | {s['ter']:.2f} |"
                     )
-    create_markdown_artifact("\n".join(lines), key="final-scores", description="Test scores")
-    print("\n".join(lines))
+    publish("\n".join(lines), "final-scores", "Test scores")
     return runs
 
 

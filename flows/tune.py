@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
-from flows._common import COMPUTE_SECONDS, DEFAULT_WORKDIR, as_config, resolve_config, run_tags
+from flows._common import (
+    COMPUTE_SECONDS,
+    DEFAULT_WORKDIR,
+    as_config,
+    publish,
+    resolve_config,
+    run_tags,
+)
 
 
 @task(retries=0)  # a study resumes from its storage; blind retries would double the budget
@@ -49,8 +55,7 @@ def tune_flow(
     for dataset, variants in best.items():
         for variant, res in variants.items():
             lines.append(f"| {dataset} | {variant} | {res['best_value']:.2f} | {res['states']} |")
-    create_markdown_artifact("\n".join(lines), key="tuning", description="Optuna best per study")
-    print("\n".join(lines))
+    publish("\n".join(lines), "tuning", "Optuna best per study")
     return best
 
 
