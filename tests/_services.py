@@ -108,7 +108,9 @@ def start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subproce
 def stop(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
     """SIGINT to the process group (Prefect stops cleanly on it), SIGKILL after `grace_s`.
 
-    The group also holds what the process started (a worker's flow-run processes)."""
+    The group also holds what the process started, except children started in sessions of
+    their own: Prefect 3.9's process worker starts each flow run that way (see
+    tests/test_drills.py::kill_flow_run_processes)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGINT)
     with contextlib.suppress(subprocess.TimeoutExpired):

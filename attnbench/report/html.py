@@ -284,8 +284,10 @@ def length_section(data: ReportData) -> Section:
         return sec
     frame = pd.DataFrame(rows)
     for dataset in sorted(frame["dataset"].unique()):
-        synthetic = data.finals[data.finals["dataset"] == dataset]["metrics.test/test/exact_match"]
-        metric = "exact_match" if synthetic.notna().any() else "bleu"
+        finals = data.finals[data.finals["dataset"] == dataset]
+        column = "metrics.test/test/exact_match"  # only synthetic tasks have a `test` split
+        synthetic = column in finals.columns and finals[column].notna().any()
+        metric = "exact_match" if synthetic else "bleu"
         sec.figure(plots.by_length(frame, dataset, metric), f"{dataset}: {metric} by source length")
     return sec
 
