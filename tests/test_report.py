@@ -56,3 +56,25 @@ def test_a_pipeline_run_without_results_gets_a_report_that_says_so(tmp_path):
 def test_report_refuses_an_experiment_name_that_is_a_path(tmp_path):
     with pytest.raises(UserError, match="not a plain name"):
         report(load_config(preset="quick"), tmp_path, tmp_path / "r", None, experiment="../x")
+
+
+def test_length_section_plots_bleu_when_no_synthetic_task_was_run(tmp_path):
+    """A run of real corpora only has no `test` split, so no exact-match column exists."""
+    from attnbench.report.html import ReportData, length_section
+
+    tracker = Tracker.local(tmp_path / "work", "attnbench-m")
+    parent = tracker.start_run("benchmark-m", tags={"kind": "pipeline"})
+    buckets = [{"lo": 1, "bucket": "1-10", "sentences": 3, "bleu": 20.0, "exact_match": 0.0}]
+    for attention in ("additive", "dot"):
+        child = tracker.start_run(
+            f"final-{attention}",
+            parent,
+            {"kind": "final", "dataset": "multi30k", "attention": attention, "seed": "1"},
+        )
+        tracker.log_metrics(child, {"test/test_2016_flickr/bleu": 20.0})
+        tracker.log_dict(child, buckets, "by_length/test_2016_flickr.json")
+        tracker.end_run(child)
+    tracker.end_run(parent)
+    section = length_section(ReportData.load(tracker, parent))
+    assert section.missing == ""
+    assert [f["alt"] for f in section.figures] == ["multi30k: bleu by source length"]
