@@ -22,7 +22,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[orchestration,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[orchestration,dev,triton]"
 	$(BIN)/python -m pip show torch | head -2
 	touch $@
 

@@ -1,0 +1,419 @@
+"""Fused additive (Bahdanau) attention in Triton: forward and backward, never storing tanh.
+
+The reference path builds the (B, H, T_q, T_k, a) tensor tanh(qp_i + kp_j) and so is bound by
+memory long before compute. Here each program owns a tile of BLOCK_M queries x BLOCK_N keys,
+builds the scores s_ij = sum_a w_a tanh(qp_ia + kp_ja) in registers (one attention-dim
+column at a time, BLOCK_A columns unrolled per loop trip) and folds them into a
+FlashAttention-style online softmax. Only the context (B, H, T_q, dv) and the per-row
+logsumexp (B, H, T_q) reach memory; the backward recomputes tanh from them. What is left is
+B*H*T_q*T_k*a tanh evaluations (two passes of them in the backward), so on a GPU the
+hardware `tanh.approx.f32` (the special-function unit) is the limit: see NOTES.md.
+
+Layout: qp and kp are passed "attention-dim major", (B*H, a, T), so that loading one column
+(one `a` for BLOCK_M queries) is a contiguous, coalesced load; the wrapper transposes them
+once (O(T*a) memory traffic, negligible against O(T_q*T_k*a) tanh).
+
+Masking: padded keys (key_padding_mask True) and out-of-range keys get score -inf and weight
+exactly 0. A row whose keys are all padding keeps running max -inf and sum 0; it stores
+context 0 and logsumexp 0, and the backward gives it P = 0, so its gradients are exactly 0.
+
+Run on CPU tensors only with TRITON_INTERPRET=1 set before this module is imported (Triton
+decides interpreted vs compiled when `@triton.jit` runs, i.e. at import). The interpreter
+cannot run inline PTX, so it always uses the exact tanh formula.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+#: whether the kernels below were created as interpreted functions (decided at import)
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def _tanh(x, PRECISE: tl.constexpr):
+    if PRECISE:
+        # exact and overflow-free: e = exp(-2|x|) lies in (0, 1]
+        e = tl.exp(-2.0 * tl.abs(x))
+        t = (1.0 - e) / (1.0 + e)
+        return tl.where(x < 0, -t, t)
+    else:
+        # one MUFU instruction; max rel. error ~2^-11, plenty for attention scores
+        return tl.inline_asm_elementwise(
+            "tanh.approx.f32 $0, $1;",
+            "=r,r",
+            [x],
+            dtype=tl.float32,
+            is_pure=True,
+            pack=1,
+        )
+
+
+@triton.jit
+def _scores(
+    q_base,
+    k_base,
+    w_base,
+    offs_m,
+    offs_n,
+    m_in,
+    n_in,
+    T_q,
+    T_k,
+    A,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_A: tl.constexpr,
+    PRECISE: tl.constexpr,
+):
+    """s (BLOCK_M, BLOCK_N) = sum_a w_a tanh(qp_ia + kp_ja); A is a multiple of BLOCK_A."""
+    s = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for a0 in range(0, A, BLOCK_A):
+        for da in tl.static_range(BLOCK_A):
+            a = a0 + da
+            q = tl.load(q_base + a * T_q + offs_m, mask=m_in, other=0.0)
+            k = tl.load(k_base + a * T_k + offs_n, mask=n_in, other=0.0)
+            w = tl.load(w_base + a)
+            s += w * _tanh(q[:, None] + k[None, :], PRECISE)
+    return s
+
+
+@triton.jit
+def _fwd_kernel(
+    qp_ptr,  # (BH, A, T_q) fp32
+    kp_ptr,  # (BH, A, T_k) fp32
+    w_ptr,  # (H, A) fp32
+    v_ptr,  # (BH, T_k, DV) fp32
+    mask_ptr,  # (B, T_k) int8, 1 = padding (unused without HAS_MASK)
+    out_ptr,  # (BH, T_q, DV) fp32
+    lse_ptr,  # (BH, T_q) fp32
+    T_q,
+    T_k,
+    A,
+    DV,
+    H,
+    HAS_MASK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_A: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    PRECISE: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_in = offs_m < T_q
+    offs_d = tl.arange(0, BLOCK_DV)
+    d_in = offs_d < DV
+    q_base = qp_ptr + bh * A * T_q
+    k_base = kp_ptr + bh * A * T_k
+    w_base = w_ptr + h * A
+    v_base = v_ptr + bh * T_k * DV
+
+    m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_DV), dtype=tl.float32)
+    for start_n in range(0, T_k, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        n_in = offs_n < T_k
+        n_ok = n_in
+        if HAS_MASK:
+            pad = tl.load(mask_ptr + b * T_k + offs_n, mask=n_in, other=1)
+            n_ok = n_in & (pad == 0)
+        s = _scores(
+            q_base, k_base, w_base, offs_m, offs_n, m_in, n_in, T_q, T_k, A,
+            BLOCK_M, BLOCK_N, BLOCK_A, PRECISE,
+        )  # fmt: skip
+        s = tl.where(n_ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        # rows with no valid key so far keep m = -inf; subtract 0 instead (never -inf - -inf)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.exp(s - m_safe[:, None])
+        alpha = tl.exp(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(
+            v_base + offs_n[:, None] * DV + offs_d[None, :],
+            mask=n_in[:, None] & d_in[None, :],
+            other=0.0,
+        )
+        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=DOT_PRECISION)
+        m_i = m_new
+    has_keys = l_i > 0.0
+    l_safe = tl.where(has_keys, l_i, 1.0)
+    out = acc / l_safe[:, None]
+    tl.store(
+        out_ptr + bh * T_q * DV + offs_m[:, None] * DV + offs_d[None, :],
+        out,
+        mask=m_in[:, None] & d_in[None, :],
+    )
+    lse = tl.where(has_keys, m_i + tl.log(l_safe), 0.0)
+    tl.store(lse_ptr + bh * T_q + offs_m, lse, mask=m_in)
+
+
+@triton.jit
+def _bwd_kernel(
+    qp_ptr,  # (BH, A, T_q) fp32
+    kp_ptr,  # (BH, A, T_k) fp32
+    w_ptr,  # (H, A) fp32
+    v_ptr,  # (BH, T_k, DV) fp32
+    mask_ptr,  # (B, T_k) int8
+    do_ptr,  # (BH, T_q, DV) fp32
+    lse_ptr,  # (BH, T_q) fp32
+    delta_ptr,  # (BH, T_q) fp32, D_i = rowsum(dO_i * O_i)
+    dqp_ptr,  # (BH, A, T_q) fp32, zeroed; accumulated with atomics over key blocks
+    dkp_ptr,  # (BH, A, T_k) fp32, zeroed; only this program touches its columns
+    dv_ptr,  # (BH, T_k, DV) fp32
+    dw_ptr,  # (BH, n_key_blocks, A) fp32, zeroed; this program's partial sums of dw
+    T_q,
+    T_k,
+    A,
+    DV,
+    H,
+    HAS_MASK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_A: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    PRECISE: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    n_blocks = tl.num_programs(0)
+    b = bh // H
+    h = bh % H
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_in = offs_n < T_k
+    n_ok = n_in
+    if HAS_MASK:
+        pad = tl.load(mask_ptr + b * T_k + offs_n, mask=n_in, other=1)
+        n_ok = n_in & (pad == 0)
+    offs_d = tl.arange(0, BLOCK_DV)
+    d_in = offs_d < DV
+    q_base = qp_ptr + bh * A * T_q
+    k_base = kp_ptr + bh * A * T_k
+    w_base = w_ptr + h * A
+    dq_base = dqp_ptr + bh * A * T_q
+    dk_base = dkp_ptr + bh * A * T_k
+    dw_base = dw_ptr + (bh * n_blocks + pid_n) * A
+    nd_mask = n_in[:, None] & d_in[None, :]
+    v = tl.load(
+        v_ptr + bh * T_k * DV + offs_n[:, None] * DV + offs_d[None, :], mask=nd_mask, other=0.0
+    )
+    dv_acc = tl.zeros((BLOCK_N, BLOCK_DV), dtype=tl.float32)
+
+    for start_m in range(0, T_q, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        m_in = offs_m < T_q
+        s = _scores(
+            q_base, k_base, w_base, offs_m, offs_n, m_in, n_in, T_q, T_k, A,
+            BLOCK_M, BLOCK_N, BLOCK_A, PRECISE,
+        )  # fmt: skip
+        lse = tl.load(lse_ptr + bh * T_q + offs_m, mask=m_in, other=0.0)
+        delta = tl.load(delta_ptr + bh * T_q + offs_m, mask=m_in, other=0.0)
+        valid = m_in[:, None] & n_ok[None, :]
+        # invalid entries (padding, out of range, all-padding rows) get P = exp(-inf) = 0
+        p = tl.exp(tl.where(valid, s - lse[:, None], float("-inf")))
+        do = tl.load(
+            do_ptr + bh * T_q * DV + offs_m[:, None] * DV + offs_d[None, :],
+            mask=m_in[:, None] & d_in[None, :],
+            other=0.0,
+        )
+        dv_acc += tl.dot(tl.trans(p), do, input_precision=DOT_PRECISION)
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
+        ds = p * (dp - delta[:, None])
+        # second tanh pass: the per-column gradients need t_ija for every a
+        for a0 in range(0, A, BLOCK_A):
+            for da in tl.static_range(BLOCK_A):
+                a = a0 + da
+                q = tl.load(q_base + a * T_q + offs_m, mask=m_in, other=0.0)
+                k = tl.load(k_base + a * T_k + offs_n, mask=n_in, other=0.0)
+                w = tl.load(w_base + a)
+                t = _tanh(q[:, None] + k[None, :], PRECISE)
+                g = ds * (1.0 - t * t) * w
+                tl.atomic_add(dq_base + a * T_q + offs_m, tl.sum(g, axis=1), mask=m_in)
+                # atomics (uncontended: no other program owns these keys) keep the
+                # read-modify-write coherent across the program's threads
+                tl.atomic_add(dk_base + a * T_k + offs_n, tl.sum(g, axis=0), mask=n_in)
+                tl.atomic_add(dw_base + a, tl.sum(tl.sum(ds * t, axis=1), axis=0))
+    tl.store(dv_ptr + bh * T_k * DV + offs_n[:, None] * DV + offs_d[None, :], dv_acc, mask=nd_mask)
+
+
+def _block_dv(dv: int) -> int:
+    """tl.dot needs every dimension >= 16 on a GPU; dv is padded to a power of two >= 16."""
+    return max(16, triton.next_power_of_2(dv))
+
+
+def _a_major(x: Tensor, padded_dim: int) -> Tensor:
+    """(B, H, T, a) -> contiguous fp32 (B*H, A, T), zero-padded to A = padded_dim columns.
+
+    Attention-dim major so that one column is one coalesced load; padded to a multiple of
+    BLOCK_A so the kernels need no column masks (padded columns have w = 0, tanh(0) = 0).
+    """
+    batch, heads, length, dim = x.shape
+    x = x.float().transpose(-1, -2).reshape(batch * heads, dim, length)
+    return torch.nn.functional.pad(x, (0, 0, 0, padded_dim - dim)).contiguous()
+
+
+def _check_inputs(
+    query_proj: Tensor,
+    key_proj: Tensor,
+    v_weight: Tensor,
+    values: Tensor,
+    key_padding_mask: Tensor | None,
+) -> None:
+    if query_proj.dim() != 4 or key_proj.dim() != 4 or values.dim() != 4:
+        raise ValueError(
+            "query_proj (B, H, T_q, a), key_proj (B, H, T_k, a) and values (B, H, T_k, dv) "
+            f"must be 4-D, got {tuple(query_proj.shape)}, {tuple(key_proj.shape)}, "
+            f"{tuple(values.shape)}"
+        )
+    batch, heads, t_q, dim = query_proj.shape
+    b_k, h_k, t_k, a_k = key_proj.shape
+    if (b_k, h_k, a_k) != (batch, heads, dim):
+        raise ValueError(
+            f"key_proj {tuple(key_proj.shape)} does not match query_proj "
+            f"{tuple(query_proj.shape)} in B, H or a"
+        )
+    if tuple(values.shape[:3]) != (batch, heads, t_k):
+        raise ValueError(
+            f"values {tuple(values.shape)} must be (B, H, T_k, dv) = ({batch}, {heads}, {t_k}, dv)"
+        )
+    if tuple(v_weight.shape) != (heads, dim):
+        raise ValueError(f"v_weight {tuple(v_weight.shape)} must be (H, a) = ({heads}, {dim})")
+    if min(t_q, t_k, dim, values.shape[-1]) == 0:
+        raise ValueError("T_q, T_k, a and dv must be positive")
+    if key_padding_mask is not None and (
+        key_padding_mask.dtype != torch.bool or tuple(key_padding_mask.shape) != (batch, t_k)
+    ):
+        raise ValueError(
+            f"key_padding_mask must be bool (B, T_k) = ({batch}, {t_k}), got "
+            f"{key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
+        )
+    tensors = [query_proj, key_proj, v_weight, values]
+    for t in tensors:
+        if t.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"inputs must be float32, float16 or bfloat16, got {t.dtype}")
+    devices = {t.device for t in tensors}
+    if key_padding_mask is not None:
+        devices.add(key_padding_mask.device)
+    if len(devices) != 1:
+        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+    device = devices.pop()
+    if device.type == "cuda":
+        return
+    if device.type == "cpu" and INTERPRETED:
+        return
+    raise ValueError(
+        f"fused additive attention runs on CUDA tensors (got {device}); CPU tensors only under "
+        "TRITON_INTERPRET=1 set before importing attnbench.attention.kernels.triton_additive"
+    )
+
+
+class _FusedAdditiveAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, query_proj, key_proj, v_weight, values, key_padding_mask, config):
+        batch, heads, t_q, dim = query_proj.shape
+        t_k, dv = values.shape[2], values.shape[3]
+        block_m, block_n, block_a, precise, num_warps = config
+        padded = triton.cdiv(dim, block_a) * block_a
+        qp = _a_major(query_proj, padded)
+        kp = _a_major(key_proj, padded)
+        w = torch.nn.functional.pad(v_weight.float(), (0, padded - dim)).contiguous()
+        v = values.float().reshape(batch * heads, t_k, dv).contiguous()
+        has_mask = key_padding_mask is not None
+        mask = key_padding_mask.to(torch.int8).contiguous() if has_mask else v
+        out = torch.empty(batch * heads, t_q, dv, device=v.device, dtype=torch.float32)
+        lse = torch.empty(batch * heads, t_q, device=v.device, dtype=torch.float32)
+        grid = (triton.cdiv(t_q, block_m), batch * heads)
+        _fwd_kernel[grid](
+            qp, kp, w, v, mask, out, lse, t_q, t_k, padded, dv, heads,
+            HAS_MASK=has_mask, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_A=block_a,
+            BLOCK_DV=_block_dv(dv), PRECISE=precise,
+            DOT_PRECISION="ieee" if precise else "tf32", num_warps=num_warps,
+        )  # fmt: skip
+        ctx.save_for_backward(qp, kp, w, v, mask, out, lse)
+        ctx.config = config
+        ctx.has_mask = has_mask
+        ctx.shape = (batch, heads, t_q, t_k, dim, dv)
+        ctx.dtypes = (query_proj.dtype, key_proj.dtype, v_weight.dtype, values.dtype)
+        return out.view(batch, heads, t_q, dv).to(values.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        qp, kp, w, v, mask, out, lse = ctx.saved_tensors
+        batch, heads, t_q, t_k, dim, dv = ctx.shape
+        block_m, block_n, block_a, precise, num_warps = ctx.config
+        do = grad_out.float().reshape(batch * heads, t_q, dv).contiguous()
+        delta = (do * out).sum(dim=-1)  # (BH, T_q)
+        n_blocks = triton.cdiv(t_k, block_n)
+        padded = qp.shape[1]
+        dqp = torch.zeros_like(qp)
+        dkp = torch.zeros_like(kp)
+        dv_ = torch.empty_like(v)
+        dw_part = torch.zeros(batch * heads, n_blocks, padded, device=v.device, dtype=torch.float32)
+        _bwd_kernel[(n_blocks, batch * heads)](
+            qp, kp, w, v, mask, do, lse, delta, dqp, dkp, dv_, dw_part,
+            t_q, t_k, padded, dv, heads,
+            HAS_MASK=ctx.has_mask, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_A=block_a,
+            BLOCK_DV=_block_dv(dv), PRECISE=precise,
+            DOT_PRECISION="ieee" if precise else "tf32", num_warps=num_warps,
+        )  # fmt: skip
+        q_dtype, k_dtype, w_dtype, v_dtype = ctx.dtypes
+        grad_q = dqp.view(batch, heads, padded, t_q)[:, :, :dim].transpose(-1, -2).to(q_dtype)
+        grad_k = dkp.view(batch, heads, padded, t_k)[:, :, :dim].transpose(-1, -2).to(k_dtype)
+        grad_w = dw_part.view(batch, heads, n_blocks, padded)[..., :dim].sum(dim=(0, 2))
+        grad_w = grad_w.to(w_dtype)
+        grad_v = dv_.view(batch, heads, t_k, dv).to(v_dtype)
+        return grad_q, grad_k, grad_w, grad_v, None, None
+
+
+def fused_additive_attention(
+    query_proj: Tensor,
+    key_proj: Tensor,
+    v_weight: Tensor,
+    values: Tensor,
+    key_padding_mask: Tensor | None = None,
+    *,
+    block_m: int | None = None,
+    block_n: int | None = None,
+    block_a: int | None = None,
+    precise: bool = False,
+    num_warps: int = 4,
+) -> Tensor:
+    """Additive attention context without materialising tanh; differentiable.
+
+    Shapes are per head because the kernel never mixes heads, and the caller (AdditiveAttention)
+    already split them: query_proj (B, H, T_q, a) = W_a s_i, key_proj (B, H, T_k, a) = U_a h_j
+    + b, v_weight (H, a) = v_a per head, values (B, H, T_k, dv), key_padding_mask (B, T_k)
+    bool with True = padding (shared by all heads). Returns the context (B, H, T_q, dv) in
+    values' dtype; the arithmetic is float32 whatever the input dtype.
+
+    `precise=True` uses an exact tanh (and IEEE fp32 dots) instead of the hardware
+    `tanh.approx.f32` (rel. error ~1e-3..1e-4) and TF32 dots; the interpreter always does.
+    Block sizes default to 64 x 64 (a in steps of 8) on a GPU and 16 x 16 (steps of 4) in the
+    interpreter, where every element costs Python time.
+    """
+    _check_inputs(query_proj, key_proj, v_weight, values, key_padding_mask)
+    on_gpu = query_proj.device.type == "cuda"
+    block_m = block_m or (64 if on_gpu else 16)
+    block_n = block_n or (64 if on_gpu else 16)
+    block_a = block_a or (8 if on_gpu else 4)
+    for name, size in (("block_m", block_m), ("block_n", block_n)):
+        if size & (size - 1) or size < (16 if on_gpu else 1):
+            raise ValueError(f"{name}={size} must be a power of two (>= 16 on a GPU)")
+    if block_a <= 0:
+        raise ValueError(f"block_a must be positive, got {block_a}")
+    precise = precise or not on_gpu or INTERPRETED
+    config = (block_m, block_n, block_a, precise, num_warps)
+    return _FusedAdditiveAttention.apply(
+        query_proj, key_proj, v_weight, values, key_padding_mask, config
+    )
