@@ -4,6 +4,12 @@
 
 here `score = v(tanh(query_proj(q) + key_proj(k)))` with query_proj = W_a (no bias),
 key_proj = U_a (with the bias the reference implementations carry), v = v_a.
+
+`forward(..., need_weights=False)` returns (context, None) and may skip the reference path:
+on CUDA with triton installed it runs the fused Triton kernel (kernels/triton_additive.py,
+differentiable, tanh never stored); on CPU, when no gradient is needed, the NumPy inference
+kernel (kernels/cpu_additive.py). Both compute the same formula; anything else (other
+devices or dtypes, CPU training) takes the reference path below.
 """
 
 from __future__ import annotations
@@ -11,7 +17,33 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attnbench.attention.base import Attention, split_heads
+from attnbench.attention.base import Attention, merge_heads, split_heads
+
+#: dtypes each fused path computes in (both accumulate in float32 or better)
+_CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_CPU_DTYPES = (torch.float32, torch.float64)
+
+
+def _cpu_kernel():
+    """The CPU inference kernel, or None where it does not import."""
+    try:
+        from attnbench.attention.kernels.cpu_additive import additive_attention_cpu
+    except ImportError:
+        return None
+    return additive_attention_cpu
+
+
+def _cuda_kernel():
+    """The fused Triton kernel, or None where triton or CUDA is missing."""
+    from attnbench.attention.kernels import triton_available
+
+    if not triton_available():
+        return None
+    try:
+        from attnbench.attention.kernels.triton_additive import fused_additive_attention
+    except ImportError:
+        return None
+    return fused_additive_attention
 
 
 class AdditiveAttention(Attention):
@@ -58,3 +90,53 @@ class AdditiveAttention(Attention):
             for start in range(0, t_k, step)
         ]  # each (B, H, T_q, c)
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=-1)
+
+    def forward(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        key_padding_mask: Tensor | None = None,
+        prepared_keys: Tensor | None = None,
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """As `Attention.forward`; with `need_weights=False` a fused kernel where one applies."""
+        if not need_weights:
+            if prepared_keys is None:
+                prepared_keys = self.prepare_keys(keys)
+            kernel = self._fused_kernel(query, prepared_keys, values)
+            if kernel is not None:
+                return self._fused_context(kernel, query, prepared_keys, values, key_padding_mask)
+        return super().forward(
+            query, keys, values, key_padding_mask, prepared_keys, need_weights=need_weights
+        )
+
+    def _fused_kernel(self, query: Tensor, prepared_keys: Tensor, values: Tensor):
+        """The kernel that computes this call's context, or None for the reference path."""
+        dtypes = {query.dtype, prepared_keys.dtype, values.dtype, self.v.weight.dtype}
+        if query.is_cuda:
+            return _cuda_kernel() if dtypes <= set(_CUDA_DTYPES) else None
+        if query.device.type != "cpu" or len(dtypes) != 1 or not dtypes <= set(_CPU_DTYPES):
+            return None
+        tensors = [query, prepared_keys, values, *self.parameters()]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return None  # the CPU kernel has no backward
+        return _cpu_kernel()
+
+    def _fused_context(
+        self,
+        kernel,
+        query: Tensor,
+        prepared_keys: Tensor,
+        values: Tensor,
+        key_padding_mask: Tensor | None,
+    ) -> tuple[Tensor, None]:
+        """Split heads, call `kernel` on per-head tensors, merge: context (B, T_q, D_v)."""
+        heads = self.num_heads
+        if values.shape[-1] % heads:
+            raise ValueError(f"value dim {values.shape[-1]} is not divisible by num_heads={heads}")
+        q = split_heads(self.query_proj(query), heads)  # (B, H, T_q, a)
+        k = split_heads(prepared_keys, heads)  # (B, H, T_k, a)
+        w = self.v.weight.view(heads, self.attn_dim // heads)  # (H, a)
+        v = split_heads(values, heads)  # (B, H, T_k, D_v / H)
+        return merge_heads(kernel(q, k, w, v, key_padding_mask)), None

@@ -84,11 +84,14 @@ class Attention(nn.Module, ABC):
         values: Tensor,
         key_padding_mask: Tensor | None = None,
         prepared_keys: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
         """Attend; returns (context (B, T_q, D_v), weights (B, T_q, T_k), averaged over heads).
 
         Pass `prepared_keys = self.prepare_keys(keys)` when attending to the same keys many
         times (a decoder's steps): the key projection is then not recomputed.
+        `need_weights=False` (as in torch.nn.MultiheadAttention) returns (context, None): a
+        variant may then use a fused kernel that never materialises the weights.
         """
         if prepared_keys is None:
             prepared_keys = self.prepare_keys(keys)
@@ -96,10 +99,10 @@ class Attention(nn.Module, ABC):
         weights = masked_softmax(scores, key_padding_mask)
         if self.num_heads == 1:
             context = torch.matmul(weights.squeeze(1), values)
-            return context, weights.squeeze(1)
+            return context, weights.squeeze(1) if need_weights else None
         if values.shape[-1] % self.num_heads:
             raise ValueError(
                 f"value dim {values.shape[-1]} is not divisible by num_heads={self.num_heads}"
             )
         context = merge_heads(torch.matmul(weights, split_heads(values, self.num_heads)))
-        return context, weights.mean(dim=1)
+        return context, weights.mean(dim=1) if need_weights else None
