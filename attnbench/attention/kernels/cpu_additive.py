@@ -1,0 +1,179 @@
+"""Inference-only additive attention on CPU, bounded by the speed of tanh rather than torch's.
+
+Additive attention evaluates B*H*T_q*T_k*a tanh; on a CPU that count is the whole cost. On the
+AVX-512 machine this was written on, `torch.tanh` manages ~4e8 float32 tanh/s per thread while
+NumPy's SIMD `np.tanh` manages ~6e9/s on an L2-resident array (STACK.md saw ~2.6e9 on a busier
+machine), so this path runs the elementwise work in NumPy:
+
+* the (r, c, a) tile of `qp_i + kp_j` for r queries and c keys is built in one preallocated
+  buffer (`np.add(..., out=)`) sized to stay in L2, then `np.tanh` overwrites it in place and
+  a BLAS matvec with w turns it into r*c scores while it is still cache resident;
+* each worker owns a block of queries: it fills the scores (rows, T_k) chunk by chunk, then
+  does an exact two-pass softmax and one GEMM with the values. NumPy releases the GIL, so
+  blocks run in parallel on `torch.get_num_threads()` threads;
+* padded keys are dropped before any tanh is computed (their weight is exactly zero anyway),
+  so padding costs nothing; a row whose keys are all padding gets a zero context.
+
+A rational tanh approximation (Eigen's float32 one, 13/6 degree odd/even polynomials) was
+measured too: in NumPy it needs ~15 array passes per tile instead of one and ran ~5x slower
+than `np.tanh`, whose SIMD loop already is such an approximation fused into one pass.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: elements per (r, c, a) tile: 2**16 float32 = 256 KiB, well inside a 1 MiB L2
+TILE_ELEMENTS = 2**16
+#: queries per work item; the scores block (rows, T_k) is reused across its tiles
+QUERY_BLOCK = 64
+#: OpenBLAS runs a gemv of m*n < 2304*4 elements on the calling thread. Larger ones wake its
+#: own threads, which then spin and steal the cores the other workers' np.tanh runs on
+#: (measured: 2-10x slower), so each key chunk's matvec stays below this size.
+GEMV_SINGLE_THREAD = 2304 * 4
+
+
+def _check(
+    query_proj: Tensor,
+    key_proj: Tensor,
+    v_weight: Tensor,
+    values: Tensor,
+    key_padding_mask: Tensor | None,
+) -> None:
+    tensors = [query_proj, key_proj, v_weight, values]
+    if key_padding_mask is not None:
+        tensors.append(key_padding_mask)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        raise RuntimeError(
+            "additive_attention_cpu is inference only (no autograd); call it under "
+            "torch.no_grad() or torch.inference_mode(), or use AdditiveAttention for training"
+        )
+    if any(t.device.type != "cpu" for t in tensors):
+        raise ValueError("additive_attention_cpu runs on CPU tensors only")
+    if query_proj.dim() != 4 or key_proj.dim() != 4 or values.dim() != 4:
+        raise ValueError("query_proj, key_proj and values must be 4-d (B, H, T, dim)")
+    b, h, _, a = query_proj.shape
+    if key_proj.shape[:2] != (b, h) or key_proj.shape[3] != a:
+        raise ValueError(f"key_proj {tuple(key_proj.shape)} does not match query_proj (B,H,*,a)")
+    if tuple(v_weight.shape) != (h, a):
+        raise ValueError(f"v_weight must be (H, a) = {(h, a)}, got {tuple(v_weight.shape)}")
+    if values.shape[:3] != key_proj.shape[:3]:
+        raise ValueError(f"values {tuple(values.shape)} does not match key_proj (B, H, T_k, *)")
+    if key_padding_mask is not None and tuple(key_padding_mask.shape) != (
+        b,
+        key_proj.shape[2],
+    ):
+        raise ValueError(f"key_padding_mask must be (B, T_k), got {tuple(key_padding_mask.shape)}")
+    if query_proj.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"float32 or float64 only, got {query_proj.dtype}")
+
+
+def _block(
+    qp: np.ndarray,
+    kp: np.ndarray,
+    w: np.ndarray,
+    v: np.ndarray,
+    out: np.ndarray,
+    tile_elements: int,
+) -> None:
+    """qp (R, a), kp (T, a) valid keys only, w (a,), v (T, dv) -> out (R, dv) in place."""
+    rows, a = qp.shape
+    t_k = kp.shape[0]
+    cols = min(t_k, max(1, (GEMV_SINGLE_THREAD - 1) // a), max(1, tile_elements // a))
+    sub = max(1, min(rows, tile_elements // (cols * a)))
+    buf = np.empty((sub, cols, a), dtype=qp.dtype)
+    scores = np.empty((rows, t_k), dtype=qp.dtype)
+    for i in range(0, rows, sub):
+        r = min(sub, rows - i)
+        for j in range(0, t_k, cols):
+            c = min(cols, t_k - j)
+            tile = buf[:r, :c]
+            np.add(qp[i : i + r, None, :], kp[None, j : j + c, :], out=tile)
+            np.tanh(tile, out=tile)
+            np.matmul(tile, w, out=scores[i : i + r, j : j + c])
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    total = scores.sum(axis=1, keepdims=True)
+    # torch's GEMM (MKL) here: a large OpenBLAS one would spin up threads as described above
+    torch.mm(torch.from_numpy(scores), torch.from_numpy(v), out=torch.from_numpy(out))
+    out /= total
+
+
+def additive_attention_cpu(
+    query_proj: Tensor,
+    key_proj: Tensor,
+    v_weight: Tensor,
+    values: Tensor,
+    key_padding_mask: Tensor | None = None,
+    num_threads: int | None = None,
+    tile_elements: int = TILE_ELEMENTS,
+) -> Tensor:
+    """Context of Bahdanau attention, softmax_j(sum_a w[h,a] tanh(qp_ia + kp_ja)) @ values.
+
+    query_proj (B, H, T_q, a) = W_a s per head; key_proj (B, H, T_k, a) = U_a h + b per head;
+    v_weight (H, a); values (B, H, T_k, dv); key_padding_mask (B, T_k) bool, True = padding.
+    Returns context (B, H, T_q, dv) in the inputs' dtype (float32 or float64). Inference only.
+    `num_threads` defaults to `torch.get_num_threads()`.
+    """
+    _check(query_proj, key_proj, v_weight, values, key_padding_mask)
+    dtype = query_proj.dtype
+    b, h, t_q, _ = query_proj.shape
+    dv = values.shape[3]
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+
+    def as_np(x: Tensor) -> np.ndarray:
+        return np.ascontiguousarray(x.detach().to(dtype).numpy(), dtype=np_dtype)
+
+    qp, kp, w, v = (as_np(x) for x in (query_proj, key_proj, v_weight, values))
+    out = np.zeros((b, h, t_q, dv), dtype=np_dtype)
+    keep = None if key_padding_mask is None else ~key_padding_mask.detach().numpy().astype(bool)
+    jobs = []
+    for bi in range(b):
+        index = None if keep is None else np.flatnonzero(keep[bi])
+        if t_q == 0 or (index is not None and index.size == 0):
+            continue  # all keys padded: the context stays zero
+        for hi in range(h):
+            k_valid = kp[bi, hi] if index is None else kp[bi, hi, index]
+            v_valid = v[bi, hi] if index is None else v[bi, hi, index]
+            for start in range(0, t_q, QUERY_BLOCK):
+                stop = min(start + QUERY_BLOCK, t_q)
+                jobs.append(
+                    (qp[bi, hi, start:stop], k_valid, w[hi], v_valid, out[bi, hi, start:stop])
+                )
+    workers = min(len(jobs), num_threads or torch.get_num_threads())
+    if workers <= 1:
+        for job in jobs:
+            _block(*job, tile_elements)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for future in [pool.submit(_block, *job, tile_elements) for job in jobs]:
+                future.result()
+    return torch.from_numpy(out)
+
+
+def additive_context_cpu(
+    attention: torch.nn.Module,
+    query: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    key_padding_mask: Tensor | None = None,
+    **options: int,
+) -> Tensor:
+    """The context an `AdditiveAttention` module computes, via the fast path.
+
+    query (B, T_q, D_q), keys (B, T_k, D_k), values (B, T_k, D_v) -> context (B, T_q, D_v).
+    """
+    from attnbench.attention.base import merge_heads, split_heads
+
+    heads = attention.num_heads
+    with torch.no_grad():
+        qp = split_heads(attention.query_proj(query), heads)
+        kp = split_heads(attention.prepare_keys(keys), heads)
+        w = attention.v.weight.view(heads, attention.attn_dim // heads)
+        vals = split_heads(values, heads)
+        context = additive_attention_cpu(qp, kp, w, vals, key_padding_mask, **options)
+    return merge_heads(context)
