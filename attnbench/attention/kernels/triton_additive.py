@@ -31,6 +31,10 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from attnbench.attention.kernels import triton_available
+
+__all__ = ["INTERPRETED", "fused_additive_attention", "triton_available"]
+
 #: whether the kernels below were created as interpreted functions (decided at import)
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 

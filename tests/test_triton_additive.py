@@ -1,0 +1,215 @@
+"""The fused Triton additive-attention kernel, run by Triton's CPU interpreter.
+
+Triton decides interpreted vs compiled when `@triton.jit` runs, for triton's own library
+functions (at `import triton`) as for ours (at import of the kernel module), so
+TRITON_INTERPRET=1 is set before the first import of triton below, then restored: after the
+imports it is set again only while each test here runs (some of triton's modules are imported
+lazily, at a kernel's first run, and read it then), so other tests see the environment they
+had. CI installs
+the `triton` extra (Makefile), so these tests run there; speed is measured only on a GPU
+(`python -m attnbench.attention.kernels.gpu_check`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+_KERNEL_MODULE = "attnbench.attention.kernels.triton_additive"
+_TRITON_IMPORTED_BEFORE = "triton" in sys.modules
+_previous = os.environ.get("TRITON_INTERPRET")
+os.environ["TRITON_INTERPRET"] = "1"
+try:
+    pytest.importorskip("triton")
+    from attnbench.attention.kernels import triton_additive as ta
+finally:
+    if _previous is None:
+        del os.environ["TRITON_INTERPRET"]
+    else:
+        os.environ["TRITON_INTERPRET"] = _previous
+
+from attnbench.attention import AdditiveAttention, additive  # noqa: E402
+from attnbench.attention.kernels import triton_available  # noqa: E402
+
+# Float32 kernel (exact tanh under the interpreter) vs a float64 reference: a score sums `a`
+# terms |w tanh| <= ~3, each rounded at ~6e-8 relative, so scores are off by ~1e-6 at most,
+# and softmax, context and gradients inherit errors of that order (observed: <= 1.5e-6 on
+# values of size 1..6). 2e-5 absolute + 1e-4 relative leaves >10x margin, while any formula
+# or masking mistake shows up as errors of 1e-2 and more.
+ATOL, RTOL = 2e-5, 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _interpreted_kernels(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    if not ta.INTERPRETED:
+        pytest.fail(
+            f"{_KERNEL_MODULE} was imported before this module set TRITON_INTERPRET=1 "
+            f"(triton imported earlier: {_TRITON_IMPORTED_BEFORE}); run these tests in a "
+            "fresh process or import triton only inside tests"
+        )
+
+
+def reference(qp, kp, w, values, mask):
+    """The formula in float64, materialising tanh: (B, H, T_q, T_k, a)."""
+    scores = (torch.tanh(qp[:, :, :, None, :] + kp[:, :, None, :, :]) * w[None, :, None, None]).sum(
+        -1
+    )
+    if mask is None:
+        return torch.softmax(scores, dim=-1) @ values
+    pad = mask[:, None, None, :]
+    weights = torch.softmax(scores.masked_fill(pad, -1e300), dim=-1).masked_fill(pad, 0.0)
+    return weights @ values
+
+
+def make_inputs(batch, heads, t_q, t_k, dim, dv, seed, pad_lengths=None):
+    """Random float64 leaves; pad_lengths[b] = number of padded keys at the end of row b."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64).requires_grad_()
+
+    tensors = (
+        rand(batch, heads, t_q, dim),
+        rand(batch, heads, t_k, dim),
+        rand(heads, dim),
+        rand(batch, heads, t_k, dv),
+    )
+    mask = None
+    if pad_lengths is not None:
+        mask = torch.zeros(batch, t_k, dtype=torch.bool)
+        for row, length in enumerate(pad_lengths):
+            if length:
+                mask[row, t_k - length :] = True
+    return tensors, mask
+
+
+def run_both(tensors, mask, **blocks):
+    """(kernel output, kernel grads, reference output, reference grads) for one upstream grad."""
+    inputs32 = [t.detach().float().requires_grad_() for t in tensors]
+    out = ta.fused_additive_attention(*inputs32, mask, **blocks)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
+    out.backward(grad_out)
+    ref = reference(*tensors, mask)
+    ref_grads = torch.autograd.grad(ref, tensors, grad_out.double())
+    return out, [t.grad for t in inputs32], ref, ref_grads
+
+
+CASES = {
+    # B, H, T_q, T_k, a, dv, padded keys per row, kernel blocks
+    "no-mask": (2, 1, 5, 7, 8, 8, None, {}),
+    "heads-mask-all-pad-row": (2, 2, 21, 27, 10, 8, [6, 27], dict(block_m=8, block_n=16)),
+    "long-ragged-a": (1, 2, 37, 45, 16, 8, [13], dict(block_n=32, block_a=3)),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
+def test_forward_and_backward_match_float64_reference(case):
+    batch, heads, t_q, t_k, dim, dv, pads, blocks = case
+    tensors, mask = make_inputs(batch, heads, t_q, t_k, dim, dv, seed=t_q, pad_lengths=pads)
+    out, grads, ref, ref_grads = run_both(tensors, mask, **blocks)
+    assert out.shape == (batch, heads, t_q, dv) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, atol=ATOL, rtol=RTOL)
+    for name, grad, ref_grad in zip(
+        ["query_proj", "key_proj", "v", "values"], grads, ref_grads, strict=True
+    ):
+        torch.testing.assert_close(grad.double(), ref_grad, atol=ATOL, rtol=RTOL, msg=name)
+
+
+def test_all_padding_row_gives_exact_zero_context_and_gradients():
+    tensors, mask = make_inputs(2, 1, 6, 9, 8, 8, seed=3, pad_lengths=[0, 9])
+    out, grads, _, _ = run_both(tensors, mask, block_m=4, block_n=4)
+    assert torch.equal(out[1], torch.zeros_like(out[1]))
+    query_grad, key_grad, _, values_grad = grads
+    for grad in grads:
+        assert torch.isfinite(grad).all()
+    for grad in (query_grad, key_grad, values_grad):
+        assert torch.equal(grad[1], torch.zeros_like(grad[1]))
+    assert out[0].abs().sum() > 0 and query_grad[0].abs().sum() > 0
+
+
+def test_half_precision_inputs_compute_in_float32():
+    tensors, mask = make_inputs(1, 1, 5, 6, 8, 8, seed=5, pad_lengths=[2])
+    half = [t.detach().to(torch.bfloat16).requires_grad_() for t in tensors]
+    out = ta.fused_additive_attention(*half, mask)
+    out.sum().backward()
+    assert out.dtype == torch.bfloat16 and all(t.grad.dtype == torch.bfloat16 for t in half)
+    ref = reference(*[t.detach().double() for t in half], mask)
+    torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)  # bf16 output rounding
+
+
+def test_bad_shapes_and_devices_raise_value_error():
+    qp, kp, w, v = (torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 6, 8), torch.zeros(1, 8), None)
+    v = torch.zeros(1, 1, 6, 8)
+    with pytest.raises(ValueError, match="4-D"):
+        ta.fused_additive_attention(qp[0], kp, w, v)
+    with pytest.raises(ValueError, match="does not match"):
+        ta.fused_additive_attention(qp, kp[..., :4], w, v)
+    with pytest.raises(ValueError, match="v_weight"):
+        ta.fused_additive_attention(qp, kp, w[:, :4], v)
+    with pytest.raises(ValueError, match="values"):
+        ta.fused_additive_attention(qp, kp, w, v[:, :, :5])
+    with pytest.raises(ValueError, match="key_padding_mask"):
+        ta.fused_additive_attention(qp, kp, w, v, torch.zeros(1, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="float32"):
+        ta.fused_additive_attention(qp.double(), kp, w, v)
+    with pytest.raises(ValueError, match="power of two"):
+        ta.fused_additive_attention(qp, kp, w, v, block_m=6)
+
+
+def test_triton_available_reads_the_interpreter_flag(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert triton_available()
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert triton_available() == torch.cuda.is_available()
+
+
+def _module_and_inputs(heads):
+    torch.manual_seed(heads)
+    module = AdditiveAttention(12, 10, attn_dim=8 * heads, num_heads=heads)
+    query, keys, values = torch.randn(2, 5, 12), torch.randn(2, 9, 10), torch.randn(2, 9, 8)
+    mask = torch.zeros(2, 9, dtype=torch.bool)
+    mask[0, 6:] = True
+    return module, query, keys, values, mask
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_need_weights_false_returns_the_same_context_on_cpu(heads, monkeypatch):
+    module, query, keys, values, mask = _module_and_inputs(heads)
+    cpu_kernel = additive._cpu_kernel()
+    calls = []
+
+    def spy(*args):
+        calls.append(args)
+        return cpu_kernel(*args)
+
+    monkeypatch.setattr(additive, "_cpu_kernel", lambda: spy if cpu_kernel else None)
+    expected, weights = module(query, keys, values, mask)
+    assert weights is not None
+    context, none = module(query, keys, values, mask, need_weights=False)  # training: reference
+    assert none is None and not calls
+    torch.testing.assert_close(context, expected)
+    with torch.no_grad():  # inference: the CPU kernel where it exists
+        context, none = module(query, keys, values, mask, need_weights=False)
+    assert none is None and len(calls) == (1 if cpu_kernel else 0)
+    torch.testing.assert_close(context, expected.detach(), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_module_through_the_fused_kernel_matches_its_reference_path(heads):
+    """The CUDA dispatch's head splitting and merging, run with the interpreted kernel."""
+    module, query, keys, values, mask = _module_and_inputs(heads)
+    expected, _ = module(query, keys, values, mask)
+    grads = torch.autograd.grad(expected.sum(), list(module.parameters()))
+    prepared = module.prepare_keys(keys)
+    context, none = module._fused_context(
+        ta.fused_additive_attention, query, prepared, values, mask
+    )
+    assert none is None
+    torch.testing.assert_close(context, expected, atol=ATOL, rtol=RTOL)
+    fused_grads = torch.autograd.grad(context.sum(), list(module.parameters()))
+    for grad, fused_grad in zip(grads, fused_grads, strict=True):
+        torch.testing.assert_close(fused_grad, grad, atol=ATOL, rtol=RTOL)
