@@ -1,0 +1,154 @@
+"""Speed limits measured on the same device in the same run, beside data-sheet figures.
+
+Additive attention is bounded by tanh: B*H*T_q*T_k*a evaluations. The bound is the fastest
+float32 tanh the device offers on a cache-resident array, so several are tried and the best is
+kept: torch.tanh, NumPy's SIMD np.tanh on one thread and threaded over chunks (NumPy releases
+the GIL), and on a GPU a Triton kernel doing only `tanh.approx.f32`. Multiplicative attention
+is bounded by matmul: a large GEMM in the benchmark's dtype, in FLOP/s.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from attnbench.bench.problem import DTYPES
+
+#: elements per array: 64 Ki float32 = 256 KiB, resident in a CPU core's L2
+CACHE_ELEMENTS = 2**16
+
+#: (GPU name fragment, figures): SFU tanh = 16 results/SM/clock x SMs x boost clock
+DATA_SHEET: list[tuple[str, dict[str, float], str]] = [
+    ("H200", {"tanh": 16 * 132 * 1.83e9, "bfloat16": 989e12, "float16": 989e12,
+              "float32": 67e12, "tf32": 494e12}, "H200 SXM data sheet, dense"),
+    ("H100", {"tanh": 16 * 132 * 1.83e9, "bfloat16": 989e12, "float16": 989e12,
+              "float32": 67e12, "tf32": 494e12}, "H100 SXM data sheet, dense"),
+    ("A100", {"tanh": 16 * 108 * 1.41e9, "bfloat16": 312e12, "float16": 312e12,
+              "float32": 19.5e12, "tf32": 156e12}, "A100 data sheet, dense"),
+]  # fmt: skip
+
+
+def _rate(step: Callable[[], None], elements: float, seconds: float, trials: int = 3) -> float:
+    """Best over `trials` of (elements per call x calls / time), each trial ~seconds long."""
+    step()
+    best = 0.0
+    for _ in range(trials):
+        calls, tic = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - tic) < seconds:
+            step()
+            calls += 1
+        best = max(best, elements * calls / elapsed)
+    return best
+
+
+def _numpy_threaded(threads: int, seconds: float) -> float:
+    """np.tanh on `threads` threads, each on its own cache-resident chunk."""
+    chunks = [np.random.default_rng(i).uniform(-3, 3, CACHE_ELEMENTS).astype(np.float32)
+              for i in range(threads)]  # fmt: skip
+    outs = [np.empty_like(c) for c in chunks]
+    calls = 200
+
+    def work(i: int) -> None:
+        for _ in range(calls):
+            np.tanh(chunks[i], out=outs[i])
+
+    with ThreadPoolExecutor(threads) as pool:
+
+        def step() -> None:
+            list(pool.map(work, range(threads)))
+
+        return _rate(step, float(CACHE_ELEMENTS * calls * threads), seconds)
+
+
+def tanh_limits(device: str, seconds: float = 0.2) -> list[dict[str, Any]]:
+    """float32 tanh/s by every method available on `device`."""
+    rows: list[dict[str, Any]] = []
+
+    def add(method: str, rate: float, note: str = "") -> None:
+        rows.append({"limit": "tanh", "method": method, "dtype": "float32", "unit": "tanh/s",
+                     "rate": rate, "source": "measured", "note": note})  # fmt: skip
+
+    if device == "cpu":
+        x = torch.empty(CACHE_ELEMENTS).uniform_(-3, 3)
+        y = torch.empty_like(x)
+        add(f"torch.tanh ({torch.get_num_threads()} threads)",
+            _rate(lambda: torch.tanh(x, out=y), CACHE_ELEMENTS, seconds))  # fmt: skip
+        a, b = x.numpy(), y.numpy()
+        add("np.tanh (1 thread)", _rate(lambda: np.tanh(a, out=b), CACHE_ELEMENTS, seconds))
+        threads = max(torch.get_num_threads(), os.cpu_count() or 1)
+        add(f"np.tanh ({threads} threads)", _numpy_threaded(threads, seconds))
+        return rows
+    n = 2**24
+    x = torch.rand(n, device=device) * 6 - 3
+    y = torch.empty_like(x)
+
+    def torch_step() -> None:
+        torch.tanh(x, out=y)
+        torch.cuda.synchronize()
+
+    add("torch.tanh", _rate(torch_step, n, seconds), "memory-bound: one load and store per tanh")
+    try:
+        from attnbench.bench.tanh_triton import tanh_rate
+
+        add("triton tanh.approx.f32", tanh_rate(), "256 dependent tanh per element in registers")
+    except Exception as exc:  # noqa: BLE001 - optional: no Triton, or a compile failure
+        add("triton tanh.approx.f32", float("nan"), f"not measured: {type(exc).__name__}: {exc}")
+    return rows
+
+
+def matmul_limits(device: str, dtype: str, seconds: float = 0.3) -> list[dict[str, Any]]:
+    """GEMM FLOP/s in the benchmark's dtype (and float32, which the CPU runs natively)."""
+    n = 2048 if device == "cpu" else 8192
+    rows = []
+    for name in dict.fromkeys([dtype, "float32"]):
+        a = torch.randn(n, n, device=device, dtype=DTYPES[name])
+        b, c = torch.randn_like(a), torch.empty_like(a)
+
+        def step(a=a, b=b, c=c) -> None:
+            torch.matmul(a, b, out=c)
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        rate = _rate(step, 2.0 * n**3, seconds)
+        rows.append({"limit": "matmul", "method": f"torch.matmul {n}^3", "dtype": name,
+                     "unit": "FLOP/s", "rate": rate, "source": "measured",
+                     "note": "TF32 off" if device == "cuda" and name == "float32" else ""})  # fmt: skip
+    return rows
+
+
+def data_sheet(device: str) -> list[dict[str, Any]]:
+    """Published peak figures for the GPU in use (none for CPUs: too varied to tabulate)."""
+    if device != "cuda":
+        return []
+    gpu = torch.cuda.get_device_name(0)
+    for fragment, figures, source in DATA_SHEET:
+        if fragment in gpu:
+            return [
+                {"limit": "tanh" if key == "tanh" else "matmul", "method": f"data sheet ({gpu})",
+                 "dtype": "float32" if key in ("tanh", "tf32") else key,
+                 "unit": "tanh/s" if key == "tanh" else "FLOP/s", "rate": value,
+                 "source": "data sheet", "note": f"{source}{' (TF32)' if key == 'tf32' else ''}"}
+                for key, value in figures.items()
+            ]  # fmt: skip
+    return []
+
+
+def measure_limits(device: str, dtype: str) -> list[dict[str, Any]]:
+    return [*tanh_limits(device), *matmul_limits(device, dtype), *data_sheet(device)]
+
+
+def best(limits: list[dict[str, Any]], limit: str, dtype: str | None = None) -> float | None:
+    """The fastest measured rate of `limit` ('tanh' or 'matmul'; matmul in `dtype`)."""
+    rates = [
+        r["rate"]
+        for r in limits
+        if r["limit"] == limit and r["source"] == "measured" and r["rate"] == r["rate"]
+        and (limit == "tanh" or r["dtype"] == dtype)
+    ]  # fmt: skip
+    return max(rates) if rates else None
