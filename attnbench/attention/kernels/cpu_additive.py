@@ -35,6 +35,8 @@ QUERY_BLOCK = 64
 #: own threads, which then spin and steal the cores the other workers' np.tanh runs on
 #: (measured: 2-10x slower), so each key chunk's matvec stays below this size.
 GEMV_SINGLE_THREAD = 2304 * 4
+#: below this many tanh a call runs on the calling thread: starting a pool costs ~0.1-1 ms
+SERIAL_BELOW = 2**20
 
 
 def _check(
@@ -144,7 +146,10 @@ def additive_attention_cpu(
                 jobs.append(
                     (qp[bi, hi, start:stop], k_valid, w[hi], v_valid, out[bi, hi, start:stop])
                 )
+    work = sum(job[0].size * job[1].shape[0] for job in jobs)
     workers = min(len(jobs), num_threads or torch.get_num_threads())
+    if work < SERIAL_BELOW and num_threads is None:
+        workers = 1
     if workers <= 1:
         for job in jobs:
             _block(*job, tile_elements)

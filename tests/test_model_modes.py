@@ -1,0 +1,91 @@
+"""Model-level benchmark modes: well-formed rows, and per-step keys really recompute, equally."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnbench.bench.model_modes import (
+    PerStepKeys,
+    build_bench_model,
+    greedy_decode_throughput,
+    greedy_steps,
+    key_projection_comparison,
+    per_step_copy,
+    random_batch,
+    sequence_loss,
+    train_step_throughput,
+)
+
+KEYS = {
+    "mode", "variant", "implementation", "device", "batch", "length", "dim", "status",
+    "seconds_median", "seconds_iqr", "repeats", "throughput", "throughput_unit",
+}  # fmt: skip
+SMALL = {"batch": 3, "src_len": 7, "hidden": 16, "repeats": 2, "warmup": 1, "vocab": 50}
+
+
+def _ok(row: dict) -> None:
+    assert row.keys() >= KEYS
+    assert row["status"] == "ok", row["status"]
+    assert row["seconds_median"] > 0 and row["seconds_iqr"] >= 0 and row["repeats"] == 2
+    assert row["throughput"] > 0 and row["device"] == "cpu"
+
+
+@pytest.mark.parametrize("variant", ["additive", "general"])
+@pytest.mark.parametrize("recompute", [False, True])
+def test_train_step_row(variant, recompute):
+    row = train_step_throughput(variant, "cpu", tgt_len=5, recompute_keys=recompute, **SMALL)
+    _ok(row)
+    assert row["mode"] == "train_step" and row["throughput_unit"] == "target tokens/s"
+    assert row["key_projection"] == ("per_step" if recompute else "once")
+    assert row["throughput"] == pytest.approx(3 * 5 / row["seconds_median"])
+
+
+def test_greedy_decode_row():
+    row = greedy_decode_throughput("scaled_dot", "cpu", max_len=6, **SMALL)
+    _ok(row)
+    assert row["mode"] == "greedy_decode"
+    assert row["throughput"] == pytest.approx(3 * 6 / row["seconds_median"])
+
+
+def test_failure_is_a_row_not_an_exception():
+    row = train_step_throughput("additive", "cpu", 2, 4, 3, hidden=7, repeats=1)  # odd hidden
+    assert row["status"].startswith("error: ") and row["throughput"] is None
+
+
+def test_comparison_rows_and_speedup():
+    rows = key_projection_comparison(hidden=16, batch=2, src_len=6, tgt_len=4, repeats=2,
+                                     vocab=40)  # fmt: skip
+    assert [r["key_projection"] for r in rows] == ["once", "per_step"]
+    for row in rows:
+        _ok(row)
+    assert rows[0]["speedup"] == pytest.approx(
+        rows[1]["seconds_median"] / rows[0]["seconds_median"]
+    )
+
+
+def _count_key_proj(model) -> list[int]:
+    attention = model.decoder.attention
+    inner = attention.inner if isinstance(attention, PerStepKeys) else attention
+    calls = [0]
+    inner.key_proj.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_per_step_recomputes_and_computes_the_same():
+    once = build_bench_model("additive", hidden=16, vocab=30).double()
+    per_step = per_step_copy(once)
+    same_seed = build_bench_model("additive", hidden=16, vocab=30, recompute_keys=True).double()
+    once_calls, step_calls = _count_key_proj(once), _count_key_proj(per_step)
+    data = random_batch(batch=3, src_len=6, tgt_len=5, vocab=30, device="cpu")
+    loss_once, loss_step = sequence_loss(once, data), sequence_loss(per_step, data)
+    assert once_calls == [1] and step_calls == [5]  # once per source vs once per target step
+    assert torch.allclose(loss_once, loss_step, rtol=0, atol=1e-12)
+    assert torch.allclose(loss_once, sequence_loss(same_seed, data), rtol=0, atol=1e-12)
+    loss_once.backward()
+    loss_step.backward()
+    for (name, a), (_, b) in zip(once.named_parameters(), per_step.named_parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=0, atol=1e-12), name
+    with torch.no_grad():
+        assert torch.equal(greedy_steps(once, data, 4), greedy_steps(per_step, data, 4))
+    assert step_calls[0] == 5 + 4  # decoding recomputes at each of its 4 steps too
