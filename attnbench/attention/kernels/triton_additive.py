@@ -327,7 +327,7 @@ class _FusedAdditiveAttention(torch.autograd.Function):
     def forward(ctx, query_proj, key_proj, v_weight, values, key_padding_mask, config):
         batch, heads, t_q, dim = query_proj.shape
         t_k, dv = values.shape[2], values.shape[3]
-        block_m, block_n, block_a, precise, num_warps = config
+        block_m, block_n, block_a, precise, num_warps, _ = config
         padded = triton.cdiv(dim, block_a) * block_a
         qp = _a_major(query_proj, padded)
         kp = _a_major(key_proj, padded)
@@ -355,7 +355,7 @@ class _FusedAdditiveAttention(torch.autograd.Function):
     def backward(ctx, grad_out):
         qp, kp, w, v, mask, out, lse = ctx.saved_tensors
         batch, heads, t_q, t_k, dim, dv = ctx.shape
-        block_m, block_n, block_a, precise, num_warps = ctx.config
+        block_m, block_n, block_a, precise, _, num_warps = ctx.config
         do = grad_out.float().reshape(batch * heads, t_q, dv).contiguous()
         delta = (do * out).sum(dim=-1)  # (BH, T_q)
         n_blocks = triton.cdiv(t_k, block_n)
@@ -392,6 +392,7 @@ def fused_additive_attention(
     block_a: int | None = None,
     precise: bool = False,
     num_warps: int = 4,
+    num_warps_backward: int = 8,
 ) -> Tensor:
     """Additive attention context without materialising tanh; differentiable.
 
@@ -404,7 +405,8 @@ def fused_additive_attention(
     `precise=True` uses an exact tanh (and IEEE fp32 dots) instead of the hardware
     `tanh.approx.f32` (rel. error ~1e-3..1e-4) and TF32 dots; the interpreter always does.
     Block sizes default to 64 x 64 (a in steps of 8) on a GPU and 16 x 16 (steps of 4) in the
-    interpreter, where every element costs Python time.
+    interpreter, where every element costs Python time. The backward holds about twice the
+    forward's tiles live (S, P, dP, dS, V, dV), hence its own, larger warp count.
     """
     _check_inputs(query_proj, key_proj, v_weight, values, key_padding_mask)
     on_gpu = query_proj.device.type == "cuda"
@@ -417,7 +419,7 @@ def fused_additive_attention(
     if block_a <= 0:
         raise ValueError(f"block_a must be positive, got {block_a}")
     precise = precise or not on_gpu or INTERPRETED
-    config = (block_m, block_n, block_a, precise, num_warps)
+    config = (block_m, block_n, block_a, precise, num_warps, num_warps_backward)
     return _FusedAdditiveAttention.apply(
         query_proj, key_proj, v_weight, values, key_padding_mask, config
     )
