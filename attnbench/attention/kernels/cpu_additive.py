@@ -100,7 +100,8 @@ def _block(
     scores -= scores.max(axis=1, keepdims=True)
     np.exp(scores, out=scores)
     total = scores.sum(axis=1, keepdims=True)
-    # torch's GEMM (MKL) here: a large OpenBLAS one would spin up threads as described above
+    # torch's GEMM (MKL), single-threaded by the caller: a large OpenBLAS one would wake its
+    # threads as described above, a multi-threaded MKL one leaves OpenMP threads spinning
     torch.mm(torch.from_numpy(scores), torch.from_numpy(v), out=torch.from_numpy(out))
     out /= total
 
@@ -119,7 +120,9 @@ def additive_attention_cpu(
     query_proj (B, H, T_q, a) = W_a s per head; key_proj (B, H, T_k, a) = U_a h + b per head;
     v_weight (H, a); values (B, H, T_k, dv); key_padding_mask (B, T_k) bool, True = padding.
     Returns context (B, H, T_q, dv) in the inputs' dtype (float32 or float64). Inference only.
-    `num_threads` defaults to `torch.get_num_threads()`.
+    `num_threads` defaults to `torch.get_num_threads()`. During the call torch's intra-op
+    threads are set to 1 (restored after): with MKL's OpenMP team spinning beside the NumPy
+    work, even the single-threaded path ran 3x slower.
     """
     _check(query_proj, key_proj, v_weight, values, key_padding_mask)
     dtype = query_proj.dtype
@@ -150,13 +153,18 @@ def additive_attention_cpu(
     workers = min(len(jobs), num_threads or torch.get_num_threads())
     if work < SERIAL_BELOW and num_threads is None:
         workers = 1
-    if workers <= 1:
-        for job in jobs:
-            _block(*job, tile_elements)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            for future in [pool.submit(_block, *job, tile_elements) for job in jobs]:
-                future.result()
+    intra_op = torch.get_num_threads()
+    torch.set_num_threads(1)  # each worker's GEMM on its own thread: no OpenMP teams
+    try:
+        if workers <= 1:
+            for job in jobs:
+                _block(*job, tile_elements)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                for future in [pool.submit(_block, *job, tile_elements) for job in jobs]:
+                    future.result()
+    finally:
+        torch.set_num_threads(intra_op)
     return torch.from_numpy(out)
 
 
