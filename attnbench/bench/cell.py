@@ -84,7 +84,7 @@ def run_cell(
             peak_box["peak"] = memory.cuda_peak(device)
         elif rss:
             peak_box["peak"] = memory.peak_rss_mb()
-    except Exception as exc:  # noqa: BLE001 - every failure becomes the row's status
+    except Exception as exc:
         if memory.is_out_of_memory(exc):
             row["status"] = "out of memory"
         else:

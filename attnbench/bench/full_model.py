@@ -1,7 +1,8 @@
 """The full-model modes (a training step, greedy decoding, the key projection comparison),
 measured by `attnbench.bench.model_modes` and normalised here into the benchmark's rows.
 
-Imported lazily: model_modes builds whole Seq2Seq models, which need more of the library.
+Imported lazily: model_modes builds whole Seq2Seq models, and attnbench.models needs
+pydantic (through attnbench.config); where that import fails the run records one row saying so.
 """
 
 from __future__ import annotations
@@ -10,20 +11,29 @@ from typing import Any
 
 from attnbench.bench.grid import GridSpec
 
+#: (variant, batch, src_len, tgt_len, hidden) of the training-step and decoding rows
+MODEL_CELLS = [("additive", 32, 40, 20, 256), ("scaled_dot", 32, 40, 20, 256)]
+
+
+def _normalise(row: dict[str, Any], comparison: str | None = None) -> dict[str, Any]:
+    out = {**row, "tokens_per_s": row.get("throughput")}
+    if comparison:
+        out["comparison"] = comparison
+    return out
+
 
 def model_rows(spec: GridSpec, seconds_left: float) -> list[dict[str, Any]]:
     """Rows of every full-model mode on `spec.device`; an import failure is one recorded row."""
     try:
-        from attnbench.bench import model_modes
+        from attnbench.bench import model_modes as mm
     except ImportError as exc:
         return [{"mode": "model", "device": spec.device, "status": f"unavailable: {exc}"}]
-    rows: list[dict[str, Any]] = []
-    for name in ("train_step_throughput", "greedy_decode_throughput", "key_projection_comparison"):
-        fn = getattr(model_modes, name, None)
-        if fn is None:
-            rows.append({"mode": name, "device": spec.device, "status": "unavailable"})
-            continue
-        found = fn(device=spec.device)
-        for row in found if isinstance(found, list) else [found]:
-            rows.append({"device": spec.device, "status": "ok", **row})
+    rows = []
+    for variant, batch, src, tgt, hidden in MODEL_CELLS:
+        args = {"variant": variant, "device": spec.device, "batch": batch, "src_len": src,
+                "hidden": hidden}  # fmt: skip
+        rows.append(_normalise(mm.train_step_throughput(**args, tgt_len=tgt)))
+        rows.append(_normalise(mm.greedy_decode_throughput(**args, max_len=tgt)))
+    comparison = mm.key_projection_comparison(device=spec.device, hidden=512)
+    rows += [_normalise(r, "key_projection") for r in comparison]
     return rows

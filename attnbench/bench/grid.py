@@ -53,16 +53,24 @@ class GridSpec:
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "cpu": {
-        "lengths": [64, 256, 1024, 4096], "batches": [1], "dims": [64], "heads": 1,
-        "dtype": "float32", "modes": ["forward", "model", "backward"],
+        "lengths": [64, 256, 1024, 4096],
+        "batches": [1],
+        "dims": [64],
+        "heads": 1,
+        "dtype": "float32",
+        "modes": ["forward", "model", "backward"],
         "max_backward_length": 1024,
     },
     "cuda": {
-        "lengths": [64, 256, 1024, 4096, 16384], "batches": [2], "dims": [64], "heads": 4,
-        "dtype": "bfloat16", "modes": ["forward", "model", "backward"],
+        "lengths": [64, 256, 1024, 4096, 16384],
+        "batches": [2],
+        "dims": [64],
+        "heads": 4,
+        "dtype": "bfloat16",
+        "modes": ["forward", "model", "backward"],
         "max_backward_length": 16384,
     },
-}  # fmt: skip
+}
 
 
 def default_spec(device: str, **overrides: Any) -> GridSpec:
@@ -107,9 +115,15 @@ def attention_cells(spec: GridSpec) -> list[Cell]:
                 for batch in spec.batches:
                     for dim in spec.dims:
                         cell = Cell(
-                            mode, impl.name, length, batch, spec.heads, dim, spec.dtype,
+                            mode,
+                            impl.name,
+                            length,
+                            batch,
+                            spec.heads,
+                            dim,
+                            spec.dtype,
                             spec.device,
-                        )  # fmt: skip
+                        )
                         tier = (0 if length in headline else 1) + (3 if mode == "backward" else 0)
                         cells.append(((tier, length), cell))
     return [cell for _, cell in sorted(cells, key=lambda pair: pair[0])]

@@ -182,39 +182,82 @@ def _sdpa_flash(shape: Shape) -> Kernel:
 
 CPU, CUDA, BOTH = frozenset({"cpu"}), frozenset({"cuda"}), frozenset({"cpu", "cuda"})
 
-register(Implementation(
-    "materialised", "additive", _materialised, BOTH,
-    description="AdditiveAttention: the whole (B, H, T_q, T_k, a) tanh tensor at once",
-))
-register(Implementation(
-    "chunked", "additive", _chunked, BOTH,
-    description=f"AdditiveAttention(chunk_size={CHUNK_SIZE}): keys scored in chunks",
-))
-register(Implementation(
-    "compiled", "additive", _compiled, BOTH,
-    description="torch.compile of the materialised formula (Inductor fuses it)",
-))
-register(Implementation(
-    "triton_fused", "additive", _triton, CUDA, unavailable=_triton_unavailable,
-    description="fused Triton kernel, online softmax, never builds T_q x T_k x a",
-))
-register(Implementation(
-    "cpu_fast", "additive", _cpu_fast, CPU, frozenset({"forward"}),
-    unavailable=_cpu_fast_unavailable,
-    description="CPU inference path: tiled NumPy SIMD tanh on threads",
-))
-register(Implementation(
-    "matmul_softmax", "multiplicative", _matmul_softmax, BOTH,
-    description="ScaledDotAttention: QK^T, masked softmax, times V",
-))
-register(Implementation(
-    "sdpa", "multiplicative", _sdpa, BOTH,
-    description="torch.nn.functional.scaled_dot_product_attention with the padding mask",
-))
-register(Implementation(
-    "sdpa_flash_nomask", "multiplicative", _sdpa_flash, CUDA, masked=False,
-    description="SDPA forced to FlashAttention-2, no mask (flash takes none): the speed bound",
-))  # fmt: skip
+register(
+    Implementation(
+        "materialised",
+        "additive",
+        _materialised,
+        BOTH,
+        description="AdditiveAttention: the whole (B, H, T_q, T_k, a) tanh tensor at once",
+    )
+)
+register(
+    Implementation(
+        "chunked",
+        "additive",
+        _chunked,
+        BOTH,
+        description=f"AdditiveAttention(chunk_size={CHUNK_SIZE}): keys scored in chunks",
+    )
+)
+register(
+    Implementation(
+        "compiled",
+        "additive",
+        _compiled,
+        BOTH,
+        description="torch.compile of the materialised formula (Inductor fuses it)",
+    )
+)
+register(
+    Implementation(
+        "triton_fused",
+        "additive",
+        _triton,
+        CUDA,
+        unavailable=_triton_unavailable,
+        description="fused Triton kernel, online softmax, never builds T_q x T_k x a",
+    )
+)
+register(
+    Implementation(
+        "cpu_fast",
+        "additive",
+        _cpu_fast,
+        CPU,
+        frozenset({"forward"}),
+        unavailable=_cpu_fast_unavailable,
+        description="CPU inference path: tiled NumPy SIMD tanh on threads",
+    )
+)
+register(
+    Implementation(
+        "matmul_softmax",
+        "multiplicative",
+        _matmul_softmax,
+        BOTH,
+        description="ScaledDotAttention: QK^T, masked softmax, times V",
+    )
+)
+register(
+    Implementation(
+        "sdpa",
+        "multiplicative",
+        _sdpa,
+        BOTH,
+        description="torch.nn.functional.scaled_dot_product_attention with the padding mask",
+    )
+)
+register(
+    Implementation(
+        "sdpa_flash_nomask",
+        "multiplicative",
+        _sdpa_flash,
+        CUDA,
+        masked=False,
+        description="SDPA forced to FlashAttention-2, no mask (flash takes none): the speed bound",
+    )
+)
 
 #: the baseline of each family in the LRA-style table (speed-ups are relative to it)
 BASELINES = {"additive": "materialised", "multiplicative": "matmul_softmax"}
@@ -230,8 +273,7 @@ def implementations(
             from attnbench.errors import UserError
 
             raise UserError(
-                f"unknown implementation(s) {', '.join(unknown)}; choose from "
-                f"{', '.join(REGISTRY)}"
+                f"unknown implementation(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY)}"
             )
     return [
         impl
@@ -252,7 +294,7 @@ def sdpa_backends(problem: Problem) -> dict[str, object]:
 
         choice = torch._fused_sdp_choice(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
         out["chosen"] = SDPBackend(choice).name
-    except Exception as exc:  # noqa: BLE001 - informational only
+    except Exception as exc:
         out["chosen"] = f"unknown ({type(exc).__name__})"
     if q.device.type == "cpu":
         chosen = out["chosen"]

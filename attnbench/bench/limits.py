@@ -25,13 +25,40 @@ CACHE_ELEMENTS = 2**16
 
 #: (GPU name fragment, figures): SFU tanh = 16 results/SM/clock x SMs x boost clock
 DATA_SHEET: list[tuple[str, dict[str, float], str]] = [
-    ("H200", {"tanh": 16 * 132 * 1.83e9, "bfloat16": 989e12, "float16": 989e12,
-              "float32": 67e12, "tf32": 494e12}, "H200 SXM data sheet, dense"),
-    ("H100", {"tanh": 16 * 132 * 1.83e9, "bfloat16": 989e12, "float16": 989e12,
-              "float32": 67e12, "tf32": 494e12}, "H100 SXM data sheet, dense"),
-    ("A100", {"tanh": 16 * 108 * 1.41e9, "bfloat16": 312e12, "float16": 312e12,
-              "float32": 19.5e12, "tf32": 156e12}, "A100 data sheet, dense"),
-]  # fmt: skip
+    (
+        "H200",
+        {
+            "tanh": 16 * 132 * 1.83e9,
+            "bfloat16": 989e12,
+            "float16": 989e12,
+            "float32": 67e12,
+            "tf32": 494e12,
+        },
+        "H200 SXM data sheet, dense",
+    ),
+    (
+        "H100",
+        {
+            "tanh": 16 * 132 * 1.83e9,
+            "bfloat16": 989e12,
+            "float16": 989e12,
+            "float32": 67e12,
+            "tf32": 494e12,
+        },
+        "H100 SXM data sheet, dense",
+    ),
+    (
+        "A100",
+        {
+            "tanh": 16 * 108 * 1.41e9,
+            "bfloat16": 312e12,
+            "float16": 312e12,
+            "float32": 19.5e12,
+            "tf32": 156e12,
+        },
+        "A100 data sheet, dense",
+    ),
+]
 
 
 def _rate(step: Callable[[], None], elements: float, seconds: float, trials: int = 3) -> float:
@@ -49,8 +76,10 @@ def _rate(step: Callable[[], None], elements: float, seconds: float, trials: int
 
 def _numpy_threaded(threads: int, seconds: float) -> float:
     """np.tanh on `threads` threads, each on its own cache-resident chunk."""
-    chunks = [np.random.default_rng(i).uniform(-3, 3, CACHE_ELEMENTS).astype(np.float32)
-              for i in range(threads)]  # fmt: skip
+    chunks = [
+        np.random.default_rng(i).uniform(-3, 3, CACHE_ELEMENTS).astype(np.float32)
+        for i in range(threads)
+    ]
     outs = [np.empty_like(c) for c in chunks]
     calls = 200
 
@@ -71,14 +100,25 @@ def tanh_limits(device: str, seconds: float = 0.2) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def add(method: str, rate: float, note: str = "") -> None:
-        rows.append({"limit": "tanh", "method": method, "dtype": "float32", "unit": "tanh/s",
-                     "rate": rate, "source": "measured", "note": note})  # fmt: skip
+        rows.append(
+            {
+                "limit": "tanh",
+                "method": method,
+                "dtype": "float32",
+                "unit": "tanh/s",
+                "rate": rate,
+                "source": "measured",
+                "note": note,
+            }
+        )
 
     if device == "cpu":
         x = torch.empty(CACHE_ELEMENTS).uniform_(-3, 3)
         y = torch.empty_like(x)
-        add(f"torch.tanh ({torch.get_num_threads()} threads)",
-            _rate(lambda: torch.tanh(x, out=y), CACHE_ELEMENTS, seconds))  # fmt: skip
+        add(
+            f"torch.tanh ({torch.get_num_threads()} threads)",
+            _rate(lambda: torch.tanh(x, out=y), CACHE_ELEMENTS, seconds),
+        )
         a, b = x.numpy(), y.numpy()
         add("np.tanh (1 thread)", _rate(lambda: np.tanh(a, out=b), CACHE_ELEMENTS, seconds))
         threads = max(torch.get_num_threads(), os.cpu_count() or 1)
@@ -97,7 +137,7 @@ def tanh_limits(device: str, seconds: float = 0.2) -> list[dict[str, Any]]:
         from attnbench.bench.tanh_triton import tanh_rate
 
         add("triton tanh.approx.f32", tanh_rate(), "256 dependent tanh per element in registers")
-    except Exception as exc:  # noqa: BLE001 - optional: no Triton, or a compile failure
+    except Exception as exc:
         add("triton tanh.approx.f32", float("nan"), f"not measured: {type(exc).__name__}: {exc}")
     return rows
 
@@ -116,9 +156,17 @@ def matmul_limits(device: str, dtype: str, seconds: float = 0.3) -> list[dict[st
                 torch.cuda.synchronize()
 
         rate = _rate(step, 2.0 * n**3, seconds)
-        rows.append({"limit": "matmul", "method": f"torch.matmul {n}^3", "dtype": name,
-                     "unit": "FLOP/s", "rate": rate, "source": "measured",
-                     "note": "TF32 off" if device == "cuda" and name == "float32" else ""})  # fmt: skip
+        rows.append(
+            {
+                "limit": "matmul",
+                "method": f"torch.matmul {n}^3",
+                "dtype": name,
+                "unit": "FLOP/s",
+                "rate": rate,
+                "source": "measured",
+                "note": "TF32 off" if device == "cuda" and name == "float32" else "",
+            }
+        )
     return rows
 
 
@@ -130,12 +178,17 @@ def data_sheet(device: str) -> list[dict[str, Any]]:
     for fragment, figures, source in DATA_SHEET:
         if fragment in gpu:
             return [
-                {"limit": "tanh" if key == "tanh" else "matmul", "method": f"data sheet ({gpu})",
-                 "dtype": "float32" if key in ("tanh", "tf32") else key,
-                 "unit": "tanh/s" if key == "tanh" else "FLOP/s", "rate": value,
-                 "source": "data sheet", "note": f"{source}{' (TF32)' if key == 'tf32' else ''}"}
+                {
+                    "limit": "tanh" if key == "tanh" else "matmul",
+                    "method": f"data sheet ({gpu})",
+                    "dtype": "float32" if key in ("tanh", "tf32") else key,
+                    "unit": "tanh/s" if key == "tanh" else "FLOP/s",
+                    "rate": value,
+                    "source": "data sheet",
+                    "note": f"{source}{' (TF32)' if key == 'tf32' else ''}",
+                }
                 for key, value in figures.items()
-            ]  # fmt: skip
+            ]
     return []
 
 
@@ -148,7 +201,9 @@ def best(limits: list[dict[str, Any]], limit: str, dtype: str | None = None) -> 
     rates = [
         r["rate"]
         for r in limits
-        if r["limit"] == limit and r["source"] == "measured" and r["rate"] == r["rate"]
+        if r["limit"] == limit
+        and r["source"] == "measured"
+        and r["rate"] == r["rate"]
         and (limit == "tanh" or r["dtype"] == dtype)
-    ]  # fmt: skip
+    ]
     return max(rates) if rates else None

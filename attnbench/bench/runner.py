@@ -101,7 +101,7 @@ def _sdpa_report(spec: GridSpec) -> dict[str, Any]:
     shape = Shape(spec.batches[0], spec.heads, 1024, 1024, spec.dims[0], spec.dims[0])
     try:
         return sdpa_backends(make_problem(shape, "multiplicative", spec.device, DTYPES[spec.dtype]))
-    except Exception as exc:  # noqa: BLE001 - informational only
+    except Exception as exc:
         return {"chosen": f"unknown ({type(exc).__name__})", "working": []}
 
 
@@ -146,7 +146,8 @@ def _line(row: dict[str, Any]) -> str:
         return f"{where} {row.get('status')}"
     mem = row.get("peak_memory_mb")
     mem_text = "" if mem is None else f"  {mem:,.0f} MB"
-    return f"{where} {row['seconds_median'] * 1e3:10.2f} ms  {row['tokens_per_s']:12,.0f} tok/s{mem_text}"
+    ms, tps = row["seconds_median"] * 1e3, row["tokens_per_s"]
+    return f"{where} {ms:10.2f} ms  {tps:12,.0f} tok/s{mem_text}"
 
 
 def _model(
@@ -162,9 +163,14 @@ def _model(
         from attnbench.bench.full_model import model_rows
     try:
         rows = model_rows(spec, left())
-    except Exception as exc:  # noqa: BLE001 - a failed mode is a recorded result
-        return [{"mode": "model", "device": spec.device,
-                 "status": f"error: {type(exc).__name__}: {exc}".splitlines()[0][:300]}]  # fmt: skip
+    except Exception as exc:
+        return [
+            {
+                "mode": "model",
+                "device": spec.device,
+                "status": f"error: {type(exc).__name__}: {exc}".splitlines()[0][:300],
+            }
+        ]
     for row in rows:
         opts.log(f"{row.get('mode')} {row.get('implementation', '')} {row.get('status', 'ok')}")
     return rows

@@ -64,7 +64,9 @@ def measure(
         first = took if first is None else min(first, took)
     assert first is not None
     affordable = int(max_seconds / max(first, 1e-9))
-    count = max(min_repeats, min(repeats, affordable))
+    # short calls: more repeats (up to ~0.5 s of them) so the median is not one scheduler blip
+    wanted = max(repeats, min(int(0.5 / max(first, 1e-9)), 200))
+    count = max(min_repeats, min(wanted, affordable))
     if after_warmup is not None:
         after_warmup()
     return Timing([_one(fn, device) for _ in range(count)])

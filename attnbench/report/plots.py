@@ -75,22 +75,6 @@ def by_length(rows: pd.DataFrame, dataset: str, metric: str) -> str:
     return to_data_uri(fig)
 
 
-def throughput(rows: pd.DataFrame) -> str:
-    """Attention forward throughput vs length, log-log, one line per variant."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ok = rows[rows["status"] == "ok"]
-    for variant, g in ok.groupby("variant"):
-        ax.plot(g["length"], g["queries_per_s"], marker="o", color=_color(variant), label=variant)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("sequence length (T_q = T_k)")
-    ax.set_ylabel("queries / s")
-    ax.set_title("Attention forward throughput")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    return to_data_uri(fig)
-
-
 def attention_maps(maps: dict[str, dict[str, Any]]) -> str:
     """The same sentence decoded by each variant: weight heatmaps side by side."""
     names = list(maps)
@@ -103,3 +87,31 @@ def attention_maps(maps: dict[str, dict[str, Any]]) -> str:
         ax.set_title(name, color=_color(name))
     fig.tight_layout()
     return to_data_uri(fig)
+
+
+def bench_figure(rows: pd.DataFrame, mode: str = "forward") -> plt.Figure:
+    """Throughput (tokens/s) and peak memory vs length, log-log, one line per implementation;
+    solid lines additive, dashed multiplicative. Cells that did not run are left out."""
+    ok = rows[(rows["status"] == "ok") & (rows["mode"] == mode)]
+    fig, (speed, mem) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, g in ok.groupby("implementation", sort=False):
+        g = g.sort_values("length")
+        style = "-" if g["family"].iloc[0] == "additive" else "--"
+        speed.plot(g["length"], g["tokens_per_s"], style, marker="o", label=name)
+        if "peak_memory_mb" in g and g["peak_memory_mb"].notna().any():
+            mem.plot(g["length"], g["peak_memory_mb"], style, marker="o", label=name)
+    device = rows["device"].iloc[0] if not rows.empty else ""
+    for ax, ylabel, title in (
+        (speed, "tokens (queries) / s", f"{mode}: throughput on {device}"),
+        (mem, "peak memory (MB)", f"{mode}: peak memory on {device}"),
+    ):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length (T_q = T_k)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,86 @@
+"""The summary table in the shape of Long Range Arena's efficiency table (Tay et al. 2021,
+table 3): one row per implementation, one column per length, each cell the throughput with
+its speed-up over the family's baseline implementation, and the peak memory beside it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from attnbench.bench.implementations import BASELINES, REGISTRY
+
+OK = "ok"
+
+
+def lra_frame(rows: list[dict[str, Any]] | pd.DataFrame, mode: str = "forward") -> pd.DataFrame:
+    """Tidy: implementation, family, length, batch, dim, status, tokens_per_s, speedup,
+    peak_memory_mb; speed-up = tokens/s over the baseline's at the same length, batch, dim."""
+    frame = pd.DataFrame(rows)
+    if frame.empty or "implementation" not in frame:
+        return pd.DataFrame()
+    frame = frame[(frame["mode"] == mode) & frame["implementation"].notna()].copy()
+    frame[["length", "batch", "dim"]] = frame[["length", "batch", "dim"]].astype(int)
+    for column in ("tokens_per_s", "peak_memory_mb"):
+        if column not in frame:
+            frame[column] = float("nan")
+    frame["family"] = frame["implementation"].map(lambda n: REGISTRY[n].family)
+    ok = frame[frame["status"] == OK]
+    base = {
+        (r.family, r.length, r.batch, r.dim): r.tokens_per_s
+        for r in ok.itertuples()
+        if r.implementation == BASELINES[r.family]
+    }
+    frame["speedup"] = [
+        r.tokens_per_s / base[key]
+        if r.status == OK and (key := (r.family, r.length, r.batch, r.dim)) in base
+        else None
+        for r in frame.itertuples()
+    ]
+    keep = [
+        "implementation",
+        "family",
+        "length",
+        "batch",
+        "dim",
+        "status",
+        "tokens_per_s",
+        "speedup",
+        "peak_memory_mb",
+    ]
+    return frame[keep].reset_index(drop=True)
+
+
+def _cell(r: pd.Series) -> str:
+    if r["status"] != OK:
+        return {"out of memory": "OOM"}.get(r["status"], str(r["status"]).split(":")[0])
+    speed = "" if pd.isna(r["speedup"]) else f" ({r['speedup']:.2f}x)"
+    mem = "" if pd.isna(r["peak_memory_mb"]) else f", {r['peak_memory_mb']:,.0f} MB"
+    return f"{r['tokens_per_s']:,.0f}{speed}{mem}"
+
+
+def lra_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Wide: index implementation (registry order), one column per length, cells as text."""
+    if frame.empty:
+        return pd.DataFrame()
+    text = frame.assign(cell=frame.apply(_cell, axis=1))
+    wide = text.pivot_table(
+        index="implementation", columns="length", values="cell", aggfunc="first"
+    )
+    order = [n for n in REGISTRY if n in wide.index]
+    wide = wide.loc[order].fillna("")
+    wide.columns = [f"T={c}" for c in wide.columns]
+    return wide
+
+
+def markdown(table: pd.DataFrame, index_name: str = "") -> str:
+    """A pipe table without extra dependencies (pandas' to_markdown needs tabulate)."""
+    if table.empty:
+        return "_(no rows)_"
+    frame = table.reset_index() if index_name else table
+    if index_name:
+        frame = frame.rename(columns={frame.columns[0]: index_name})
+    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
