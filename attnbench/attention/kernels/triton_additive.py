@@ -327,7 +327,7 @@ class _FusedAdditiveAttention(torch.autograd.Function):
     def forward(ctx, query_proj, key_proj, v_weight, values, key_padding_mask, config):
         batch, heads, t_q, dim = query_proj.shape
         t_k, dv = values.shape[2], values.shape[3]
-        block_m, block_n, block_a, precise, num_warps, _ = config
+        block_m, block_n, block_a, precise, num_warps = config[:5]
         padded = triton.cdiv(dim, block_a) * block_a
         qp = _a_major(query_proj, padded)
         kp = _a_major(key_proj, padded)
@@ -355,7 +355,7 @@ class _FusedAdditiveAttention(torch.autograd.Function):
     def backward(ctx, grad_out):
         qp, kp, w, v, mask, out, lse = ctx.saved_tensors
         batch, heads, t_q, t_k, dim, dv = ctx.shape
-        block_m, block_n, block_a, precise, _, num_warps = ctx.config
+        _, _, block_a, precise, _, block_m, block_n, num_warps = ctx.config
         do = grad_out.float().reshape(batch * heads, t_q, dv).contiguous()
         delta = (do * out).sum(dim=-1)  # (BH, T_q)
         n_blocks = triton.cdiv(t_k, block_n)
@@ -392,6 +392,7 @@ def fused_additive_attention(
     block_a: int | None = None,
     precise: bool = False,
     num_warps: int = 4,
+    backward_blocks: tuple[int, int] | None = None,
     num_warps_backward: int = 8,
 ) -> Tensor:
     """Additive attention context without materialising tanh; differentiable.
@@ -405,21 +406,25 @@ def fused_additive_attention(
     `precise=True` uses an exact tanh (and IEEE fp32 dots) instead of the hardware
     `tanh.approx.f32` (rel. error ~1e-3..1e-4) and TF32 dots; the interpreter always does.
     Block sizes default to 64 x 64 (a in steps of 8) on a GPU and 16 x 16 (steps of 4) in the
-    interpreter, where every element costs Python time. The backward holds about twice the
-    forward's tiles live (S, P, dP, dS, V, dV), hence its own, larger warp count.
+    interpreter, where every element costs Python time. The backward has its own
+    `backward_blocks` (BLOCK_M, BLOCK_N), default (128, 64) on a GPU (fewer atomics per key
+    block; fastest of those timed on an H200, NOTES.md), and warp count: it holds about twice
+    the forward's tiles live (S, P, dP, dS, V, dV).
     """
     _check_inputs(query_proj, key_proj, v_weight, values, key_padding_mask)
     on_gpu = query_proj.device.type == "cuda"
     block_m = block_m or (64 if on_gpu else 16)
     block_n = block_n or (64 if on_gpu else 16)
     block_a = block_a or (8 if on_gpu else 4)
-    for name, size in (("block_m", block_m), ("block_n", block_n)):
+    bwd_m, bwd_n = backward_blocks or ((128, 64) if on_gpu else (block_m, block_n))
+    sizes = (("block_m", block_m), ("block_n", block_n), ("backward_blocks", bwd_m))
+    for name, size in (*sizes, ("backward_blocks", bwd_n)):
         if size & (size - 1) or size < (16 if on_gpu else 1):
             raise ValueError(f"{name}={size} must be a power of two (>= 16 on a GPU)")
     if block_a <= 0:
         raise ValueError(f"block_a must be positive, got {block_a}")
     precise = precise or not on_gpu or INTERPRETED
-    config = (block_m, block_n, block_a, precise, num_warps, num_warps_backward)
+    config = (block_m, block_n, block_a, precise, num_warps, bwd_m, bwd_n, num_warps_backward)
     return _FusedAdditiveAttention.apply(
         query_proj, key_proj, v_weight, values, key_padding_mask, config
     )
