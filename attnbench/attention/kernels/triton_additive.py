@@ -175,7 +175,7 @@ def _bwd_kernel(
     dqp_ptr,  # (BH, A, T_q) fp32, zeroed; accumulated with atomics over key blocks
     dkp_ptr,  # (BH, A, T_k) fp32, zeroed; only this program touches its columns
     dv_ptr,  # (BH, T_k, DV) fp32
-    dw_ptr,  # (BH, n_key_blocks, A) fp32, zeroed; this program's partial sums of dw
+    dw_ptr,  # (BH, A, T_k) fp32, zeroed; per-key partial sums sum_i dS_ij t_ija of dw
     T_q,
     T_k,
     A,
@@ -191,7 +191,6 @@ def _bwd_kernel(
 ):
     pid_n = tl.program_id(0)
     bh = tl.program_id(1)
-    n_blocks = tl.num_programs(0)
     b = bh // H
     h = bh % H
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -207,7 +206,7 @@ def _bwd_kernel(
     w_base = w_ptr + h * A
     dq_base = dqp_ptr + bh * A * T_q
     dk_base = dkp_ptr + bh * A * T_k
-    dw_base = dw_ptr + (bh * n_blocks + pid_n) * A
+    dw_base = dw_ptr + bh * A * T_k
     nd_mask = n_in[:, None] & d_in[None, :]
     v = tl.load(
         v_ptr + bh * T_k * DV + offs_n[:, None] * DV + offs_d[None, :], mask=nd_mask, other=0.0
@@ -242,12 +241,13 @@ def _bwd_kernel(
                 k = tl.load(k_base + a * T_k + offs_n, mask=n_in, other=0.0)
                 w = tl.load(w_base + a)
                 t = _tanh(q[:, None] + k[None, :], PRECISE)
-                g = ds * (1.0 - t * t) * w
-                tl.atomic_add(dq_base + a * T_q + offs_m, tl.sum(g, axis=1), mask=m_in)
+                g = ds * (1.0 - t * t)  # w_a is applied to the reduced columns, not the tile
+                tl.atomic_add(dq_base + a * T_q + offs_m, w * tl.sum(g, axis=1), mask=m_in)
                 # atomics (uncontended: no other program owns these keys) keep the
                 # read-modify-write coherent across the program's threads
-                tl.atomic_add(dk_base + a * T_k + offs_n, tl.sum(g, axis=0), mask=n_in)
-                tl.atomic_add(dw_base + a, tl.sum(tl.sum(ds * t, axis=1), axis=0))
+                tl.atomic_add(dk_base + a * T_k + offs_n, w * tl.sum(g, axis=0), mask=n_in)
+                # dw as column sums: no whole-tile reduction (and barrier) per column
+                tl.atomic_add(dw_base + a * T_k + offs_n, tl.sum(ds * t, axis=0), mask=n_in)
     tl.store(dv_ptr + bh * T_k * DV + offs_n[:, None] * DV + offs_d[None, :], dv_acc, mask=nd_mask)
 
 
@@ -363,9 +363,9 @@ class _FusedAdditiveAttention(torch.autograd.Function):
         dqp = torch.zeros_like(qp)
         dkp = torch.zeros_like(kp)
         dv_ = torch.empty_like(v)
-        dw_part = torch.zeros(batch * heads, n_blocks, padded, device=v.device, dtype=torch.float32)
+        dw_cols = torch.zeros_like(kp)  # (BH, A, T_k)
         _bwd_kernel[(n_blocks, batch * heads)](
-            qp, kp, w, v, mask, do, lse, delta, dqp, dkp, dv_, dw_part,
+            qp, kp, w, v, mask, do, lse, delta, dqp, dkp, dv_, dw_cols,
             t_q, t_k, padded, dv, heads,
             HAS_MASK=ctx.has_mask, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_A=block_a,
             BLOCK_DV=_block_dv(dv), PRECISE=precise,
@@ -374,7 +374,7 @@ class _FusedAdditiveAttention(torch.autograd.Function):
         q_dtype, k_dtype, w_dtype, v_dtype = ctx.dtypes
         grad_q = dqp.view(batch, heads, padded, t_q)[:, :, :dim].transpose(-1, -2).to(q_dtype)
         grad_k = dkp.view(batch, heads, padded, t_k)[:, :, :dim].transpose(-1, -2).to(k_dtype)
-        grad_w = dw_part.view(batch, heads, n_blocks, padded)[..., :dim].sum(dim=(0, 2))
+        grad_w = dw_cols.view(batch, heads, padded, t_k)[:, :, :dim].sum(dim=(0, 3))
         grad_w = grad_w.to(w_dtype)
         grad_v = dv_.view(batch, heads, t_k, dv).to(v_dtype)
         return grad_q, grad_k, grad_w, grad_v, None, None
