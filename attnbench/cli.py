@@ -249,13 +249,55 @@ def bench(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     workdir: WorkdirOpt = Path("attnbench-runs"),
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda [default: benchmark.bench_device].")
+    ] = None,
+    lengths: Annotated[
+        str | None, typer.Option(help="T_q = T_k values, e.g. 64,256,1024,4096.")
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="float32, bfloat16 or float16 [cpu float32, cuda bf16].")
+    ] = None,
+    modes: Annotated[
+        str | None, typer.Option(help="any of forward,backward,model [default: forward].")
+    ] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option(help="Total time budget; later cells are skipped.")
+    ] = None,
 ) -> None:
-    """Attention forward throughput per variant and sequence length, logged to MLflow."""
-    _preflight(config, preset, set_, workdir)
+    """Attention speed and memory per implementation and length, with the device's limits,
+    logged to MLflow (the same runner as `python -m attnbench.bench`)."""
+    from attnbench.bench.grid import parse_ints
+    from attnbench.config import load_config
+    from attnbench.pipeline import check_benchmark
+    from attnbench.tracking import USER_TRACKING_URI, check_server
+
+    overrides = list(set_ or [])
+    if device is not None:
+        if device not in ("cpu", "cuda"):
+            raise UserError(f"--device must be cpu or cuda, got {device!r}")
+        overrides.append(f"benchmark.bench_device={device}")
+    if lengths is not None:
+        overrides.append(f"benchmark.bench_lengths={parse_ints(lengths, '--lengths')}")
+    if dtype is not None:
+        overrides.append(f"benchmark.bench_dtype={dtype}")
+    if modes is not None:
+        overrides.append(f"benchmark.bench_modes=[{modes}]")
+    if max_seconds is not None:
+        overrides.append(f"benchmark.bench_max_seconds={max_seconds}")
+    cfg = load_config(config, preset or ("quick" if config is None else None), overrides)
+    check_benchmark(cfg)  # the data is not needed: no preflight of the corpora
+    if USER_TRACKING_URI:
+        check_server(USER_TRACKING_URI)
+    if cfg.benchmark.bench_device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda, but torch sees no CUDA GPU; use --device cpu")
     _import_flows()
     from flows.bench import bench_flow
 
-    bench_flow(**_flow_kwargs(config, preset, set_), workdir=str(workdir))
+    bench_flow(**_flow_kwargs(config, preset, overrides), workdir=str(workdir))
 
 
 @app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -236,10 +236,23 @@ class BenchmarkConfig(_Strict):
 
     #: sentences whose attention maps are logged and drawn for every variant
     attention_maps: int = Field(4, ge=0)
-    #: long-sequence step: lengths for attention throughput (forward) per variant
-    bench_lengths: list[int] = [64, 256, 1024]
+    #: long-sequence step (attnbench.bench): T_q = T_k values of the implementation grid
+    bench_lengths: list[Annotated[int, Field(gt=0)]] = [64, 256, 1024]
     bench_batch: int = Field(8, gt=0)
+    #: per-head scoring dimension (a for additive, d for multiplicative)
     bench_dim: int = Field(128, gt=0)
+    bench_heads: int = Field(1, gt=0)
+    #: "auto" follows train.device
+    bench_device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: None: float32 on CPU, bfloat16 on CUDA
+    bench_dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    #: attention alone forward, forward + backward, and the full model (train step, decoding)
+    bench_modes: list[Literal["forward", "backward", "model"]] = ["forward"]
+    #: names from attnbench.bench.implementations; None = every one that runs on the device
+    bench_implementations: list[str] | None = None
+    bench_max_backward_length: int = Field(1024, gt=0)
+    #: total budget of the step; cells after it are recorded as skipped
+    bench_max_seconds: float = Field(120.0, gt=0)
 
 
 class ExperimentConfig(_Strict):

@@ -426,30 +426,76 @@ def environment() -> dict[str, Any]:
     }
 
 
-def throughput_benchmark(
-    cfg: ExperimentConfig, workdir: Path, parent_run_id: str | None, tags: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Attention forward time per variant and length; a child run with the tidy rows."""
-    import pandas as pd
-
-    from attnbench.bench.throughput import attention_grid
+def bench_spec(cfg: ExperimentConfig, device: str | None = None) -> Any:
+    """The benchmark grid of `cfg` (attnbench.bench.grid.GridSpec); the attention variants
+    pick the implementation families (additive, and multiplicative for dot/general/scaled_dot)."""
+    from attnbench.bench.grid import default_spec
 
     b = cfg.benchmark
-    device = resolve_device(cfg.train.device).type
-    rows = attention_grid(b.variants, b.bench_lengths, b.bench_batch, b.bench_dim, device)
+    device = device or (
+        resolve_device(cfg.train.device).type if b.bench_device == "auto" else b.bench_device
+    )
+    families = sorted({"additive" if v == "additive" else "multiplicative" for v in b.variants})
+    spec = default_spec(
+        device,
+        lengths=sorted(set(b.bench_lengths)),
+        batches=[b.bench_batch],
+        dims=[b.bench_dim],
+        heads=b.bench_heads,
+        dtype=b.bench_dtype,
+        modes=list(b.bench_modes),
+        max_backward_length=b.bench_max_backward_length,
+        names=b.bench_implementations,
+    )
+    spec.families = families
+    return spec
+
+
+def throughput_benchmark(
+    cfg: ExperimentConfig,
+    workdir: Path,
+    parent_run_id: str | None,
+    tags: dict[str, Any],
+    device: str | None = None,
+) -> dict[str, Any]:
+    """The attention benchmark (attnbench.bench) as a child run: its files (rows.parquet,
+    report.md, plots) as artifacts, tokens/s and fraction of the limit as metrics per length.
+
+    Returns {"rows", "report" (Markdown text), "out" (the folder)}."""
+    from attnbench.bench.outputs import write
+    from attnbench.bench.runner import RunOptions, run_benchmark
+
+    b = cfg.benchmark
+    spec = bench_spec(cfg, device)
+    options = RunOptions(
+        warmup=3 if spec.device == "cuda" else 1,
+        repeats=20 if spec.device == "cuda" else 5,
+        cell_seconds=min(20.0, b.bench_max_seconds / 4),
+        max_seconds=b.bench_max_seconds,
+    )
+    result = run_benchmark(spec, options)
+    out = Path(workdir) / "runs" / cfg.name / "bench"
+    paths = write(result, out, f"attnbench bench (config {cfg.name})")
     tracker = Tracker.local(workdir, experiment_name(cfg))
-    with tracker.run("bench/attention-forward", parent_run_id, {**tags, "kind": "bench"}) as rid:
-        tracker.log_params(rid, {"batch": b.bench_batch, "dim": b.bench_dim, "device": device})
-        for r in rows:
-            if r["status"] == "ok":
-                tracker.log_metrics(
-                    rid, {f"bench/{r['variant']}/queries_per_s": r["queries_per_s"]}, r["length"]
-                )
-        path = Path(workdir) / "runs" / cfg.name / "bench" / "attention_forward.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_parquet(path, index=False)
-        tracker.log_artifact(rid, path, "bench")
-    return rows
+    run_tags = {**tags, "kind": "bench", "device": spec.device}
+    with tracker.run("bench/attention", parent_run_id, run_tags) as rid:
+        tracker.log_params(
+            rid,
+            {"device": spec.device, "dtype": spec.dtype, "batch": b.bench_batch,
+             "dim": b.bench_dim, "heads": spec.heads, "modes": ",".join(spec.modes),
+             "lengths": ",".join(map(str, spec.lengths))},
+        )  # fmt: skip
+        for r in result.rows:
+            if r.get("status") != "ok" or r.get("mode") not in ("forward", "backward"):
+                continue
+            prefix = f"bench/{r['mode']}/{r['implementation']}"
+            metrics = {f"{prefix}/tokens_per_s": r["tokens_per_s"]}
+            if r.get("fraction_of_limit") is not None:
+                metrics[f"{prefix}/fraction_of_limit"] = r["fraction_of_limit"]
+            tracker.log_metrics(rid, metrics, r["length"])
+        for path in paths.values():
+            tracker.log_artifact(rid, path, "bench")
+    return {"rows": result.rows, "report": paths["report"].read_text(), "out": str(out)}
 
 
 def report(

@@ -1,4 +1,8 @@
-"""Flow `bench`: attention forward throughput per variant as sequences grow."""
+"""Flow `bench`: attention speed and memory per implementation as sequences grow.
+
+Wraps the same runner as `python -m attnbench.bench` (attnbench.bench.runner) and adds MLflow
+logging; the parent `benchmark` flow calls it with the config's benchmark settings.
+"""
 
 from __future__ import annotations
 
@@ -17,16 +21,16 @@ from flows._common import (
 
 
 @task
-def attention_throughput(
-    config: dict[str, Any], workdir: str, parent_run_id: str | None
-) -> list[dict[str, Any]]:
+def attention_benchmark(
+    config: dict[str, Any], workdir: str, parent_run_id: str | None, device: str | None
+) -> dict[str, Any]:
     from pathlib import Path
 
     from attnbench.pipeline import throughput_benchmark
 
     tags = run_tags()
     with compute_time("bench"):
-        return throughput_benchmark(as_config(config), Path(workdir), parent_run_id, tags)
+        return throughput_benchmark(as_config(config), Path(workdir), parent_run_id, tags, device)
 
 
 @flow(name="bench", log_prints=True)
@@ -37,21 +41,14 @@ def bench_flow(
     workdir: str = DEFAULT_WORKDIR,
     resolved: dict[str, Any] | None = None,
     parent_run_id: str | None = None,
+    device: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Time attention forward per variant as sequences grow (tidy rows to MLflow + parquet)."""
+    """Time every attention implementation per length (tidy rows to MLflow + parquet); the
+    Markdown report (limits, LRA-style table, targets) becomes the flow's artifact."""
     tree = resolved or resolve_config(preset, config, overrides)
-    rows = attention_throughput(tree, workdir, parent_run_id)
-    lines = ["| variant | length | ms (median) | queries/s |", "|---|---|---|---|"]
-    for r in rows:
-        if r["status"] == "ok":
-            lines.append(
-                f"| {r['variant']} | {r['length']} | {r['seconds_median'] * 1e3:.2f} | "
-                f"{r['queries_per_s']:,.0f} |"
-            )
-        else:
-            lines.append(f"| {r['variant']} | {r['length']} | {r['status']} | |")
-    publish("\n".join(lines), "throughput", "Attention forward")
-    return rows
+    result = attention_benchmark(tree, workdir, parent_run_id, device)
+    publish(result["report"], "attention-benchmark", "Attention implementations by length")
+    return result["rows"]
 
 
 if __name__ == "__main__":

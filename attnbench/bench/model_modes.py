@@ -220,7 +220,7 @@ def _train_row(variant: str, device: torch.device, batch: int, src_len: int, tgt
         implementation="keys_per_step" if recompute else "keys_once",
         key_projection="per_step" if recompute else "once",
         decoder="bahdanau", batch=batch, length=src_len, src_len=src_len, tgt_len=tgt_len,
-        dim=hidden, attn_dim=hidden, vocab=vocab, optimizer="adam",
+        dim=hidden, attn_dim=hidden, emb_dim=hidden // 2, vocab=vocab, optimizer="adam",
         throughput_unit="target tokens/s",
         # multiply-adds of U_a h_j for the whole batch; per target step when recomputed
         key_proj_macs=batch * src_len * hidden * hidden,
@@ -277,7 +277,8 @@ def greedy_decode_throughput(
         implementation="keys_per_step" if recompute_keys else "keys_once",
         key_projection="per_step" if recompute_keys else "once",
         decoder="bahdanau", batch=batch, length=src_len, src_len=src_len, tgt_len=max_len,
-        dim=hidden, attn_dim=hidden, vocab=vocab, throughput_unit="generated tokens/s",
+        dim=hidden, attn_dim=hidden, emb_dim=hidden // 2, vocab=vocab,
+        throughput_unit="generated tokens/s",
     )  # fmt: skip
     try:
         model = build_bench_model(variant, hidden, vocab, recompute_keys=recompute_keys)

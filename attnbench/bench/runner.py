@@ -85,10 +85,12 @@ def run_benchmark(
     cells = attention_cells(spec)
     forward = [c for c in cells if c.mode != "backward"]
     backward = [c for c in cells if c.mode == "backward"]
-    rows = [_run(c, opts, left, cache := {}, oom := {}) for c in forward]
+    checked: dict[tuple[str, str], tuple[bool, float | None, str]] = {}
+    oom: dict[tuple[str, str, int, int], int] = {}
+    rows = [_run(c, opts, left, checked, oom) for c in forward]
     if "model" in spec.modes:
         rows += _model(spec, left, opts, model_rows)
-    rows += [_run(c, opts, left, cache, oom) for c in backward]
+    rows += [_run(c, opts, left, checked, oom) for c in backward]
     add_fractions(rows, limits)
     meta["seconds"] = time.perf_counter() - start
     return BenchResult(rows, limits, meta)

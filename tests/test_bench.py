@@ -1,0 +1,228 @@
+"""The attention benchmark (attnbench.bench): rows, equality check, OOM, budget, tables,
+targets, CLI and import hygiene. Nothing here asserts a speed: only structure and behaviour."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from attnbench.bench import limits as limits_mod
+from attnbench.bench import runner
+from attnbench.bench.cell import run_cell_in_child
+from attnbench.bench.grid import Cell, default_spec, parse_ints
+from attnbench.bench.implementations import REGISTRY, Implementation
+from attnbench.bench.tables import lra_frame, lra_table
+from attnbench.bench.targets import evaluate
+from attnbench.errors import UserError
+
+FAKE_LIMITS = [
+    {"limit": "tanh", "method": "fake", "dtype": "float32", "unit": "tanh/s", "rate": 1e9,
+     "source": "measured", "note": ""},
+    {"limit": "matmul", "method": "fake", "dtype": "float32", "unit": "FLOP/s", "rate": 1e10,
+     "source": "measured", "note": ""},
+]  # fmt: skip
+
+
+@pytest.fixture
+def fast_limits(monkeypatch):
+    monkeypatch.setattr(limits_mod, "measure_limits", lambda device, dtype: FAKE_LIMITS)
+
+
+def tiny(names, lengths=(16, 32), modes=("forward", "backward"), max_seconds=60.0):
+    spec = default_spec("cpu", lengths=list(lengths), dims=[8], names=list(names),
+                        modes=list(modes))  # fmt: skip
+    opts = runner.RunOptions(repeats=2, cell_seconds=0.05, max_seconds=max_seconds,
+                             isolation="inline", log=lambda line: None)  # fmt: skip
+    return runner.run_benchmark(spec, opts)
+
+
+def test_tiny_grid_gives_well_formed_rows(fast_limits):
+    names = ["materialised", "chunked", "cpu_fast", "matmul_softmax", "sdpa"]
+    result = tiny(names)
+    rows = pd.DataFrame(result.rows)
+    # cpu_fast is forward only: 5 x 2 forward + 4 x 2 backward
+    assert len(rows) == 18 and set(rows["status"]) == {"ok"}
+    assert set(rows["implementation"]) == set(names)
+    assert (rows["seconds_median"] > 0).all() and (rows["repeats"] >= 2).all()
+    assert (rows["tokens_per_s"] == rows["batch"] * rows["length"] / rows["seconds_median"]).all()
+    assert set(rows["work_unit"]) == {"tanh", "flop"}
+    limit = rows["work_unit"].map({"tanh": 1e9, "flop": 1e10})
+    assert (rows["fraction_of_limit"] - rows["work_per_s"] / limit).abs().max() < 1e-12
+    assert (rows["max_abs_error"] < 1e-4).all()
+    # forward cells first (longest lengths first), backward last
+    assert list(rows["mode"]).index("backward") == 10
+    assert rows["length"].iloc[0] == 32
+
+
+def test_a_child_process_measures_peak_rss():
+    cell = Cell("forward", "materialised", 256, 1, 1, 64, "float32", "cpu")
+    row = run_cell_in_child(cell, warmup=1, repeats=2, max_seconds=1.0, timeout_s=120)
+    assert row["status"] == "ok"
+    assert "fresh child" in row["memory_method"]
+    # the (1, 1, 256, 256, 64) float32 tanh tensor alone is 16 MiB
+    assert row["peak_memory_mb"] >= 16 and row["total_peak_memory_mb"] > row["peak_memory_mb"]
+
+
+def _register(monkeypatch, name, build, family="additive"):
+    impl = Implementation(name, family, build, frozenset({"cpu"}))
+    monkeypatch.setitem(REGISTRY, name, impl)
+
+
+def test_a_wrong_implementation_is_caught_and_not_timed(monkeypatch, fast_limits):
+    def build(shape):
+        reference = REGISTRY["materialised"].build(shape)
+        return lambda p: reference(p) * 1.01
+
+    _register(monkeypatch, "wrong", build)
+    rows = tiny(["wrong"], modes=("forward",)).rows
+    assert [r["status"] for r in rows] == ["mismatch", "mismatch"]
+    assert all("seconds_median" not in r for r in rows)
+    assert "over tolerance" in rows[0]["note"]
+
+
+def test_out_of_memory_is_a_recorded_result(monkeypatch, fast_limits):
+    def build(shape):
+        reference = REGISTRY["materialised"].build(shape)
+        if shape.length_q < 64:  # the small equality check passes
+            return reference
+
+        def run(p):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+
+        return run
+
+    _register(monkeypatch, "hungry", build)
+    rows = tiny(["hungry"], lengths=(64, 128, 256), modes=("forward",)).rows
+    by_length = {r["length"]: r["status"] for r in rows}  # order: 256 (headline), 64, 128
+    assert by_length[256] == "out of memory" and by_length[64] == "out of memory"
+    assert by_length[128] == "skipped: out of memory at length 64"
+
+
+def test_time_budget_skips_cells(fast_limits):
+    rows = tiny(["chunked", "sdpa"], modes=("forward", "model"), max_seconds=0).rows
+    assert {r["status"] for r in rows} == {"skipped: time budget"}
+    assert len(rows) == 5  # 2 x 2 attention cells + one model row
+
+
+def _row(impl, length, tps, status="ok", mem=10.0, mode="forward", work_per_s=None):
+    family = REGISTRY[impl].family
+    return {"mode": mode, "implementation": impl, "family": family, "length": length,
+            "batch": 1, "dim": 64, "dtype": "float32", "device": "cpu", "status": status,
+            "tokens_per_s": tps if status == "ok" else None,
+            "seconds_median": length / tps if status == "ok" else None,
+            "work_per_s": work_per_s,
+            "peak_memory_mb": mem if status == "ok" else None}  # fmt: skip
+
+
+def test_lra_table_shape_and_speedups():
+    rows = [
+        _row("materialised", 64, 100.0), _row("materialised", 4096, 10.0, mem=8000),
+        _row("chunked", 64, 50.0), _row("chunked", 4096, 20.0, mem=300),
+        _row("sdpa", 64, 1000.0), _row("sdpa", 4096, status="out of memory", tps=None),
+        _row("matmul_softmax", 64, 500.0), _row("matmul_softmax", 4096, 40.0),
+        _row("chunked", 64, 1.0, mode="backward"),
+    ]  # fmt: skip
+    frame = lra_frame(rows)
+    speedup = frame.set_index(["implementation", "length"])["speedup"]
+    assert speedup["chunked", 64] == pytest.approx(0.5)
+    assert speedup["chunked", 4096] == pytest.approx(2.0)
+    assert speedup["sdpa", 64] == pytest.approx(2.0)
+    assert pd.isna(speedup["sdpa", 4096])
+    table = lra_table(frame)
+    assert list(table.index) == ["materialised", "chunked", "matmul_softmax", "sdpa"]
+    assert list(table.columns) == ["T=64", "T=4096"]
+    assert table.loc["chunked", "T=4096"] == "20 (2.00x), 300 MB"
+    assert table.loc["sdpa", "T=4096"] == "OOM"
+
+
+def test_cpu_targets_use_the_measured_values():
+    rows = [
+        _row("materialised", 4096, 10.0, mem=8000),
+        _row("chunked", 4096, 9.0, mem=500),
+        _row("cpu_fast", 4096, 100.0, work_per_s=4e8),
+        _row("sdpa", 4096, 1000.0, work_per_s=4e9),
+        {"mode": "train_step", "implementation": "keys_once", "comparison": "key_projection",
+         "status": "ok", "dim": 512, "speedup": 2.5},
+    ]  # fmt: skip
+    targets = {t.name.split(":")[0]: t for t in evaluate(rows, FAKE_LIMITS, "cpu")}
+    chunked = targets["chunked additive"]
+    assert chunked.passed is True and "memory ratio 0.062" in chunked.measured
+    assert targets["fastest additive path"].passed is True  # 4e8 / 1e9 = 40% >= 30%
+    assert "40.0%" in targets["fastest additive path"].measured
+    assert targets["sdpa"].passed is False  # 4e9 / 1e10 = 40% < 50%
+    assert next(t for t in targets.values() if "key projection" in t.name).passed is True
+
+
+def test_parse_lengths():
+    assert parse_ints("256,64, 64", "--lengths") == [64, 256]
+    for bad in ("", "a,b", "64,-1", "0"):
+        with pytest.raises(UserError, match="--lengths must be comma-separated"):
+            parse_ints(bad, "--lengths")
+
+
+def run_cli(argv, monkeypatch, capsys):
+    from attnbench import cli
+
+    monkeypatch.setattr(sys, "argv", ["attnbench", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def test_bench_help(monkeypatch, capsys):
+    code, out, _ = run_cli(["bench", "--help"], monkeypatch, capsys)
+    assert code == 0 and "--lengths" in out and "--device" in out and "--dtype" in out
+
+
+def test_bad_lengths_are_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["bench", "--lengths", "64,abc"], monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("attnbench: error: --lengths must be comma-separated")
+    assert not (tmp_path / "attnbench-runs").exists()
+
+
+BLOCKED = "pydantic", "mlflow", "prefect", "optuna"
+
+
+def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
+    """The GPU machine has none of them: import and run `python -m attnbench.bench` with them
+    blocked, and check its files."""
+    script = (
+        "import sys, runpy\n"
+        f"for name in {BLOCKED!r}:\n    sys.modules[name] = None\n"
+        f"sys.argv = ['attnbench.bench', '--device', 'cpu', '--out', {str(tmp_path)!r},\n"
+        "    '--lengths', '16', '--dims', '8', '--implementations', 'chunked,sdpa',\n"
+        "    '--modes', 'forward,model', '--isolation', 'inline', '--cell-seconds', '0.05']\n"
+        "runpy.run_module('attnbench.bench', run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "### Limits measured in this run" in done.stdout
+    rows = pd.read_parquet(tmp_path / "rows.parquet")
+    assert set(rows[rows["mode"] == "forward"]["status"]) == {"ok"}
+    model = rows[rows["mode"] == "model"]  # attnbench.models needs pydantic: recorded, not raised
+    assert len(model) == 1 and model["status"].iloc[0].startswith("unavailable")
+    assert (tmp_path / "forward.png").stat().st_size > 1000
+    report = (tmp_path / "report.md").read_text()
+    assert "| implementation | T=16 |" in report and "### Targets" in report
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["command"].startswith("python -m attnbench.bench")
+
+
+def test_standalone_bad_lengths_exit_2():
+    done = subprocess.run(
+        [sys.executable, "-m", "attnbench.bench", "--out", "x", "--lengths", "1,x"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "--lengths must be comma-separated" in done.stderr
+    assert not Path("x").exists()
