@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
 from attnbench.attention import build_attention
-from attnbench.config import ModelConfig
 from attnbench.models.decoder import DECODERS, AttentiveDecoder, DecoderState, Memory
 from attnbench.models.encoder import Encoder
+
+if TYPE_CHECKING:  # the model needs no pydantic at run time (benchmarks run without it)
+    from attnbench.config import ModelConfig
 
 PAD_ID = 0
 
