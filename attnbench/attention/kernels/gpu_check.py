@@ -83,10 +83,12 @@ def check_correctness(results: dict) -> None:
         (1, 2, 33, 1000, 40, 24, [990]),
     ]
     for precise in (True, False):
+        # the exact path is checked on fewer shapes: each new shape costs compiles
+        cases_here = cases[:2] if precise else cases
         # exact tanh + IEEE dots: fp32 rounding only. tanh.approx (rel. err <= ~2^-10.7) and
         # TF32 dots (10-bit mantissa): errors ~1e-3 of the values' scale.
         tol = 1e-4 if precise else 2e-2
-        for batch, heads, t_q, t_k, dim, dv, pads in cases:
+        for batch, heads, t_q, t_k, dim, dv, pads in cases_here:
             row = dict(precise=precise, shape=[batch, heads, t_q, t_k, dim, dv], pads=pads)
             try:
                 tensors, mask = make_inputs(batch, heads, t_q, t_k, dim, dv, pads, seed=t_k)
@@ -221,8 +223,8 @@ def _bench(fn, rep_ms=100) -> float:
 
 
 def time_kernels(results: dict, limit: float, lengths, configs) -> None:
-    for length in lengths:
-        if elapsed() > BUDGET_S:
+    for index, length in enumerate(lengths):
+        if index and elapsed() > BUDGET_S:
             print(f"  skipping T={length}: time budget spent", flush=True)
             break
         _time_length(results, limit, length, configs)
