@@ -216,6 +216,35 @@ def run(
 
 
 @app.command()
+def sweep(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = Path("attnbench-runs"),
+    reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
+) -> None:
+    """Run the attention-dimension sweep of Britz et al. (2017) [default preset: britz-sweep].
+
+    Trains every variant x sweep.attn_dims x seed with one fixed configuration (no tuning),
+    tests each published claim with paired bootstrap, and writes the sweep report. A rerun
+    resumes from the checkpoints of interrupted cells. CPU-sized: --preset britz-sweep-cpu.
+    """
+    from attnbench.sweep import sweep_cells
+
+    preset = preset or ("britz-sweep" if config is None else None)
+    sweep_cells(_preflight(config, preset, set_, workdir))  # no attn_dims: one clear line
+    _import_flows()
+    from flows.sweep import sweep_flow
+
+    out = sweep_flow(
+        **_flow_kwargs(config, preset, set_), workdir=str(workdir), reports_dir=str(reports_dir)
+    )
+    typer.echo(f"MLflow parent run: {out['parent_run_id']} ({out['cells']} cells)")
+    typer.echo(f"report: {out['report']}")
+    typer.echo(f"browse: attnbench ui --workdir {workdir}")
+
+
+@app.command()
 def prepare(config: ConfigOpt = None, preset: PresetOpt = None, set_: SetOpt = None) -> None:
     """Load the benchmark's datasets and train their tokenizers (cached) as a Prefect flow."""
     _preflight(config, preset, set_, Path("attnbench-runs"))

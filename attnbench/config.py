@@ -255,6 +255,16 @@ class BenchmarkConfig(_Strict):
     bench_max_seconds: float = Field(120.0, gt=0)
 
 
+class SweepConfig(_Strict):
+    """The attention-dimension sweep of Britz et al. (2017, Table 6): every variant of
+    `benchmark.variants` is trained with `model.attn_dim` set to each value, with every seed of
+    `benchmark.seeds` and no tuning, so the dimension is the only thing that varies in a row."""
+
+    attn_dims: list[Annotated[int, Field(gt=0)]] = []
+    #: held-out pairs on which the mean |raw score| and the attention entropy are measured
+    mechanism_sentences: int = Field(500, gt=0)
+
+
 class ExperimentConfig(_Strict):
     #: names the MLflow experiment (attnbench-<name>), run folders and reports
     name: str = "attnbench"
@@ -272,6 +282,7 @@ class ExperimentConfig(_Strict):
     eval: EvalConfig = EvalConfig()
     tune: TuneConfig = TuneConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
+    sweep: SweepConfig = SweepConfig()
 
 
 PRESETS_PACKAGE = "attnbench.configs"

@@ -28,6 +28,8 @@ from attnbench.config import ExperimentConfig, config_to_dict, validate_config
 from attnbench.data.prepare import PreparedData, evaluation_splits, prepare_data
 from attnbench.errors import UserError
 from attnbench.evaluate import paired_significance
+from attnbench.mechanism import attention_statistics
+from attnbench.sweep import SweepCell, sweep_significance
 from attnbench.tracking import Tracker
 from attnbench.train import TrainResult, resolve_device, train
 from attnbench.trained import default_test_splits, evaluate_split, load_trained
@@ -227,15 +229,18 @@ def train_seed(
     workdir: Path,
     parent_run_id: str | None,
     tags: dict[str, Any] | None = None,
+    leaf: str | None = None,
 ) -> dict[str, Any]:
     """Train the tuned configuration with one seed, evaluate every test split, log it all.
 
     Resumes from the run directory's checkpoint when a previous attempt was interrupted.
+    `leaf` names the run below its variant (default `seed-<seed>`; the sweep adds the dimension).
     """
     tracker = Tracker.local(workdir, experiment_name(cfg))
     ds_cfg = dataset_configs(cfg)[dataset]
     final_cfg = _variant_config(ds_cfg, variant, **settings, **{"train.seed": seed})
-    out = run_dir(workdir, cfg, dataset, variant, f"seed-{seed}")
+    leaf = leaf or f"seed-{seed}"
+    out = run_dir(workdir, cfg, dataset, variant, leaf)
     run_tags = {
         **(tags or {}),
         "attention": variant,
@@ -246,7 +251,7 @@ def train_seed(
         "device": device_name(final_cfg),
         "run_dir": str(out),
     }
-    with tracker.run(f"{dataset}/{variant}/seed-{seed}", parent_run_id, run_tags) as run_id:
+    with tracker.run(f"{dataset}/{variant}/{leaf}", parent_run_id, run_tags) as run_id:
         tracker.log_params(run_id, config_to_dict(final_cfg))
         tracker.log_dict(run_id, config_to_dict(final_cfg), "config.json")
         data = prepare_data(final_cfg.data)
@@ -261,9 +266,14 @@ def train_seed(
         )
         tracker.log_metrics(run_id, _cost_metrics(result))
         scores = evaluate_and_log(tracker, run_id, result, final_cfg, data)
+        trained = load_trained(result.best_checkpoint)
+        mechanism = attention_statistics(
+            trained.model, data.val, trained.src_tok, trained.tgt_tok,
+            max_sentences=cfg.sweep.mechanism_sentences,
+        )  # fmt: skip
+        tracker.log_metrics(run_id, {f"mechanism/{k}": v for k, v in mechanism.items()})
         compute = time.perf_counter() - tic  # training + decoding + scoring
         tracker.log_artifact(run_id, out / "history.json")
-        trained = load_trained(result.best_checkpoint)
         tracker.log_pytorch_model(run_id, trained.model)
     (out / "results.json").write_text(json.dumps({"run_id": run_id, "scores": scores}, indent=1))
     return {"run_id": run_id, "run_dir": str(out), "scores": scores, "compute_seconds": compute}
@@ -364,6 +374,37 @@ def significance(
         out[split] = per_seed
     if parent_run_id is not None:
         tracker.log_dict(parent_run_id, out, f"significance/{dataset}.json")
+    return out
+
+
+def train_sweep_cell(
+    cfg: ExperimentConfig,
+    cell: SweepCell,
+    workdir: Path,
+    parent_run_id: str | None,
+    tags: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One cell of the attention-dimension sweep: the config as written, `model.attn_dim` set."""
+    return train_seed(
+        cfg, "main", cell.variant, {"model.attn_dim": cell.attn_dim}, cell.seed, workdir,
+        parent_run_id, {**(tags or {}), "attn_dim": cell.attn_dim}, leaf=cell.leaf,
+    )  # fmt: skip
+
+
+def sweep_tests(
+    cfg: ExperimentConfig,
+    run_dirs: dict[str, dict[int, Path]],
+    workdir: Path,
+    parent_run_id: str | None,
+) -> dict[str, Any]:
+    """Paired bootstrap behind the sweep's claims, on the first test split; logged to the
+    pipeline run as significance/sweep.json for the report to read back."""
+    split = evaluation_splits(cfg.data)[0]
+    out = {"split": split, **sweep_significance(cfg, split, run_dirs, hypotheses_file(split))}
+    if parent_run_id is not None:
+        Tracker.local(workdir, experiment_name(cfg)).log_dict(
+            parent_run_id, out, "significance/sweep.json"
+        )
     return out
 
 
@@ -523,6 +564,16 @@ def report(
         )
     tracker = Tracker.local(workdir, experiment or experiment_name(cfg))
     parent_run_id = parent_run_id or latest_pipeline_run(tracker)
+    if cfg.sweep.attn_dims:
+        from attnbench.report.britz import write_sweep_html
+        from attnbench.report.summary import report_folder
+
+        if parent_run_id is None:
+            raise UserError(
+                f"no sweep run in experiment '{tracker.experiment}' at {workdir}; run "
+                f"`attnbench sweep` with this config first (or pass --workdir)"
+            )
+        return write_sweep_html(tracker, parent_run_id, report_folder(reports_dir, tracker))
     significance = {}  # read back from MLflow, never taken from the live pipeline
     if parent_run_id is not None:
         significance = {

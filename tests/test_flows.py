@@ -26,14 +26,6 @@ TINY = [
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="session")
 def benchmark_result(prefect_harness, tmp_path_factory, shared_data):
     import os
 

@@ -56,6 +56,12 @@ def significance_lines(significance: dict[str, Any], baseline: str) -> str:
     return "\n".join(lines) + "\n" if lines else "_No significance results._\n"
 
 
+def report_folder(reports_dir: Path, tracker: Tracker) -> Path:
+    """reports/<experiment>/<UTC date>/: one folder per experiment and day."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    return Path(reports_dir) / tracker.experiment / stamp
+
+
 def write_summary(
     tracker: Tracker,
     parent_run_id: str | None,
@@ -66,8 +72,7 @@ def write_summary(
 ) -> Path:
     """reports/<experiment>/<date>/summary.md (+ tidy parquet files beside it)."""
     frames = runs_summary(tracker, parent_run_id)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    folder = Path(reports_dir) / tracker.experiment / stamp
+    folder = report_folder(reports_dir, tracker)
     save_parquet({"scores": frames["scores"], "summary": frames["summary"]}, folder)
     parts = [
         f"# {tracker.experiment}\n",

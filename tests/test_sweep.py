@@ -1,0 +1,142 @@
+"""The Britz et al. attention-dimension sweep: the grid, the claims, and a tiny run end to end."""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+import pytest
+
+from attnbench.config import config_to_dict, load_config
+from attnbench.errors import UserError
+from attnbench.report.britz import SweepData, claims, side_by_side
+from attnbench.sweep import comparisons, sweep_cells
+from attnbench.tuning import apply_settings
+
+
+def _flat(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("preset", ["britz-sweep", "britz-sweep-cpu"])
+def test_every_cell_differs_only_in_variant_dimension_and_seed(preset):
+    cfg = load_config(preset=preset)
+    cells = sweep_cells(cfg)
+    assert len(cells) == 3 * 4 * 3 == len(set(cells))
+    assert {c.variant for c in cells} == {"additive", "general", "scaled_dot"}
+    assert {c.attn_dim for c in cells} == {128, 256, 512, 1024}
+    resolved = [
+        dict(_flat(config_to_dict(apply_settings(cfg, {
+            "model.attention": c.variant, "model.attn_dim": c.attn_dim, "train.seed": c.seed,
+        })))) for c in cells
+    ]  # fmt: skip
+    for a, b in itertools.combinations(resolved, 2):
+        differ = {k for k in a if a[k] != b[k]}
+        assert differ <= {"model.attention", "model.attn_dim", "train.seed"}, differ
+
+
+def test_a_config_without_dimensions_is_refused_with_the_fix():
+    with pytest.raises(UserError, match=r"sweep\.attn_dims"):
+        sweep_cells(load_config(preset="quick"))
+
+
+def test_comparisons_cover_each_claim():
+    groups = dict(comparisons(load_config(preset="britz-sweep")))
+    assert groups["additive@1024"] == ["general@1024", "scaled_dot@1024"]
+    assert groups["general@128"] == ["general@256", "general@512", "general@1024"]
+    assert groups["scaled_dot@1024"] == ["general@1024"]
+
+
+def _sweep(bleu: dict[str, dict[int, float]], p: float) -> SweepData:
+    """Three seeds per cell around the given means; every paired test has p-value `p`."""
+    rows = [
+        {"variant": v, "attn_dim": d, "seed": s, "bleu": m + (s - 2) * 0.1}
+        for v, per_dim in bleu.items() for d, m in per_dim.items() for s in (1, 2, 3)
+    ]  # fmt: skip
+    cells = pd.DataFrame(rows)
+    cfg = load_config(preset="britz-sweep", overrides=["sweep.attn_dims=[128, 1024]"])
+    significance = {}
+    for baseline, others in comparisons(cfg):
+        significance[baseline] = {
+            str(s): {
+                name: {"bleu": {"score": bleu[name.split("@")[0]][int(name.split("@")[1])],
+                                "p_value": None if name == baseline else p}}
+                for name in [baseline, *others]
+            }
+            for s in (1, 2, 3)
+        }  # fmt: skip
+    return SweepData(cells, "test_2016_flickr", significance)
+
+
+BRITZ_SHAPE = {
+    "additive": {128: 22.2, 1024: 22.1},
+    "general": {128: 22.0, 1024: 18.2},
+    "scaled_dot": {128: 22.1, 1024: 22.0},
+}
+
+
+def test_the_published_shape_makes_every_claim_hold():
+    verdicts = [c["verdict"] for c in claims(_sweep(BRITZ_SHAPE, p=0.001))]
+    assert verdicts == ["holds here"] * 4
+
+
+def test_no_collapse_means_the_collapse_claims_fail():
+    flat = {v: {128: 22.0, 1024: 22.0} for v in BRITZ_SHAPE}
+    verdicts = {c["claim"].split(":")[1][:30]: c["verdict"] for c in claims(_sweep(flat, 0.6))}
+    assert list(verdicts.values()) == [
+        "holds here", "does not hold here", "does not hold here", "does not hold here",
+    ]  # fmt: skip
+
+
+def test_side_by_side_table_puts_published_beside_measured():
+    table = side_by_side(_sweep(BRITZ_SHAPE, 0.01).cells).set_index("attention dim")
+    assert table.loc["1024", "Britz general"] == "18.22 ± 0.03"
+    assert table.loc["1024", "attnbench general"] == "18.20 ± 0.10 (n=3)"
+    assert table.loc["256", "attnbench general"] == "–"  # not run here
+
+
+TINY_SWEEP = [
+    "data.train_limit=300",
+    "data.val_limit=30",
+    "data.test_limit=40",
+    "data.src_vocab_size=300",
+    "data.tgt_vocab_size=300",
+    "model.emb_dim=16",
+    "model.hidden_dim=16",
+    "train.epochs=1",
+    "benchmark.seeds=[1, 2]",
+    "sweep.attn_dims=[8, 32]",
+    "sweep.mechanism_sentences=20",
+    "eval.beam_size=1",
+]
+
+
+@pytest.mark.slow
+def test_a_tiny_sweep_runs_end_to_end_and_its_report_renders(
+    prefect_harness, tmp_path, shared_data, monkeypatch
+):
+    monkeypatch.setenv("ATTNBENCH_DATA_DIR", str(shared_data))
+    from attnbench.tracking import Tracker
+    from flows.sweep import sweep_flow
+
+    out = sweep_flow(
+        preset="britz-sweep-cpu", overrides=TINY_SWEEP, workdir=str(tmp_path / "work"),
+        reports_dir=str(tmp_path / "reports"),
+    )  # fmt: skip
+    assert out["cells"] == 3 * 2 * 2
+    tracker = Tracker.local(tmp_path / "work", "attnbench-britz-sweep-cpu")
+    runs = tracker.search_runs("tags.kind = 'final'")
+    assert len(runs) == 12 and (runs["status"] == "FINISHED").all()
+    assert set(runs["tags.attn_dim"]) == {"8", "32"}
+    assert runs["metrics.mechanism/entropy"].notna().all()
+    assert tracker.has_artifact(out["parent_run_id"], "significance/sweep.json")
+    html = (tmp_path / "reports").glob("attnbench-britz-sweep-cpu/*/index.html")
+    text = next(html).read_text()
+    for needed in ('id="britz"', 'id="mechanism"', "Britz general", "attnbench scaled_dot",
+                   "collapses at the largest dimension", "data:image/png;base64"):  # fmt: skip
+        assert needed in text, needed
+    assert "No finished sweep runs" not in text
