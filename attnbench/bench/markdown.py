@@ -38,7 +38,11 @@ def _model_table(rows: list[dict[str, Any]]) -> str:
     model = [r for r in model if r.get("implementation") not in REGISTRY]
     if not model:
         return "_(no full-model rows)_"
-    frame = pd.DataFrame(model).drop(columns=["device"], errors="ignore")
+    frame = pd.DataFrame(model)
+    keep = ["mode", "variant", "implementation", "comparison", "batch", "src_len", "tgt_len"]
+    keep += ["dim", "status", "tokens_per_s", "throughput_unit", "seconds_median", "speedup"]
+    frame = frame[[c for c in keep if c in frame]]
+    frame = frame.astype(object).where(frame.notna(), "")
     return markdown(frame.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v))
 
 

@@ -59,9 +59,13 @@ def measure(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     first = None
-    for _ in range(max(warmup, 1)):
+    warm_start, calls = time.perf_counter(), 0
+    # at least `warmup` calls, and short calls until ~0.2 s has passed: a fresh process's
+    # first calls pay for thread start-up and page faults
+    while calls < max(warmup, 1) or (time.perf_counter() - warm_start < 0.2 and calls < 100):
         took = _one(fn, device)
         first = took if first is None else min(first, took)
+        calls += 1
     assert first is not None
     affordable = int(max_seconds / max(first, 1e-9))
     # short calls: more repeats (up to ~0.5 s of them) so the median is not one scheduler blip
