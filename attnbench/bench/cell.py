@@ -9,6 +9,7 @@ of memory is an allocation error, recorded in the row, rather than the OOM kille
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -124,8 +125,13 @@ def run_cell_in_child(
         {"cell": cell.to_dict(), "warmup": warmup, "repeats": repeats, "max_seconds": max_seconds}
     )
     cmd = [sys.executable, "-m", "attnbench.bench.cell", payload]
+    # a fixed mmap threshold: glibc otherwise raises it after the first large free and keeps
+    # later tensors in its heap, so warm-up memory would stay resident and hide the peak
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, check=False, env=env
+        )
     except subprocess.TimeoutExpired:
         return {**cell.to_dict(), "status": f"timeout after {timeout_s:.0f} s"}
     lines = done.stdout.strip().splitlines()
