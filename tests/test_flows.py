@@ -131,6 +131,8 @@ def test_html_report_in_a_real_browser(benchmark_result, tmp_path):
         )
         assert broken == 0
         assert page.locator("section#bench img").count() == 1
+        bench_text = page.locator("section#bench").inner_text()
+        assert "Roofline" in bench_text and "threads" in bench_text  # limit share, hardware
         assert page.locator("section#maps img").count() >= 2
         assert "significant" in page.locator("section#verdict").inner_text()
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)

@@ -305,15 +305,22 @@ def bench_section(data: ReportData) -> Section:
     if not data.tracker.has_artifact(run_id, artifact):
         sec.missing = "The benchmark run holds no result table."
         return sec
+    meta: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         rows = pd.read_parquet(data.tracker.download_artifact(run_id, artifact, Path(tmp)))
+        if data.tracker.has_artifact(run_id, "bench/meta.json"):
+            meta = data.tracker.load_json_artifact(run_id, "bench/meta.json")
     frame = lra_frame(rows, "forward")
     if frame.empty or not (frame["status"] == "ok").any():
         sec.missing = "No attention implementation was timed in the benchmark run."
         return sec
     first = frame.iloc[0]
+    env = meta.get("environment", {})
+    hardware = env.get("gpu") or env.get("processor") or rows["device"].iloc[0]
+    threads = "" if env.get("gpu") else f", {env.get('cpu_threads', '?')} threads"
     sec.say(
-        f"Attention alone, forward, on {rows['device'].iloc[0]} (batch {first['batch']}, "
+        f"Attention alone, forward, on {hardware} ({rows['device'].iloc[0]}{threads}; "
+        f"torch {env.get('torch', '?')}; batch {first['batch']}, "
         f"dimension per head {first['dim']}), median of repeats after warm-up; every "
         "implementation was checked equal to the reference first. Speed-ups are against the "
         "family's baseline (materialised additive, matmul+softmax multiplicative); the "
@@ -322,6 +329,18 @@ def bench_section(data: ReportData) -> Section:
     fig = plots.bench_figure(rows, "forward")
     sec.figure(plots.to_data_uri(fig), "Tokens per second and peak memory vs length (log-log)")
     sec.table(lra_table(frame).reset_index(), "Tokens/s (speed-up), peak memory, by length")
+    ok = rows[(rows["status"] == "ok") & (rows["mode"] == "forward")]
+    if "fraction_of_limit" in ok and ok["fraction_of_limit"].notna().any():
+        share = ok.pivot_table(
+            index="implementation", columns="length", values="fraction_of_limit", aggfunc="max"
+        )
+        share = share.map(lambda f: "–" if pd.isna(f) else f"{100 * f:.1f}%")
+        share.columns = [f"T={c}" for c in share.columns]
+        sec.table(
+            share.reset_index(),
+            "Roofline: share of the limit measured in the same run (tanh/s for additive, "
+            "matmul FLOP/s for multiplicative)",
+        )
     return sec
 
 
