@@ -54,25 +54,31 @@ def sweep_cells(cfg: ExperimentConfig) -> list[SweepCell]:
 
 
 def comparisons(cfg: ExperimentConfig) -> list[tuple[str, list[str]]]:
-    """(baseline system, other systems) groups for paired tests.
+    """(baseline system, other systems) groups for paired tests, one group per baseline.
 
     Within each dimension every variant against `benchmark.baseline`; within each variant every
-    dimension against the smallest. Together they cover each claim of the paper.
+    dimension against the smallest; `scaled_dot` against `general` at each dimension. Together
+    they cover each claim of the paper. Groups sharing a baseline are merged (one paired test
+    per baseline and seed), so no comparison overwrites another.
     """
     dims, variants = sorted(cfg.sweep.attn_dims), cfg.benchmark.variants
     base = cfg.benchmark.baseline
-    groups = [
-        (f"{base}@{d}", [f"{v}@{d}" for v in variants if v != base])
-        for d in dims
-        if base in variants and len(variants) > 1
-    ]
-    groups += [
-        (f"{v}@{dims[0]}", [f"{v}@{d}" for d in dims[1:]]) for v in variants if len(dims) > 1
-    ]
-    if {"general", "scaled_dot"} <= set(variants) and base != "scaled_dot":
+    groups: dict[str, list[str]] = {}
+
+    def add(baseline: str, others: list[str]) -> None:
+        systems = groups.setdefault(baseline, [])
+        systems += [o for o in others if o != baseline and o not in systems]
+
+    if base in variants:
+        for d in dims:
+            add(f"{base}@{d}", [f"{v}@{d}" for v in variants if v != base])
+    for v in variants:
+        add(f"{v}@{dims[0]}", [f"{v}@{d}" for d in dims[1:]])
+    if {"general", "scaled_dot"} <= set(variants):
         # Vaswani et al.'s fix, head to head with the unscaled score it fixes
-        groups += [(f"scaled_dot@{d}", [f"general@{d}"]) for d in dims]
-    return groups
+        for d in dims:
+            add(f"scaled_dot@{d}", [f"general@{d}"])
+    return [(b, others) for b, others in groups.items() if others]
 
 
 def sweep_significance(

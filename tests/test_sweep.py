@@ -45,30 +45,37 @@ def test_a_config_without_dimensions_is_refused_with_the_fix():
 
 
 def test_comparisons_cover_each_claim():
-    groups = dict(comparisons(load_config(preset="britz-sweep")))
+    pairs = comparisons(load_config(preset="britz-sweep"))
+    groups = dict(pairs)
+    assert len(groups) == len(pairs)  # one group per baseline: none overwrites another
+    assert {"general@128", "scaled_dot@128", "additive@1024"} <= set(groups["additive@128"])
+    assert {"scaled_dot@1024", "general@128"} <= set(groups["scaled_dot@128"])
     assert groups["additive@1024"] == ["general@1024", "scaled_dot@1024"]
     assert groups["general@128"] == ["general@256", "general@512", "general@1024"]
     assert groups["scaled_dot@1024"] == ["general@1024"]
 
 
-def _sweep(bleu: dict[str, dict[int, float]], p: float) -> SweepData:
-    """Three seeds per cell around the given means; every paired test has p-value `p`."""
+def _sweep(bleu: dict[str, dict[int, float]]) -> SweepData:
+    """Three seeds per cell around the given means; a paired test is significant (p=0.001)
+    where the two means differ by at least 1 BLEU, else not (p=0.4)."""
     rows = [
         {"variant": v, "attn_dim": d, "seed": s, "bleu": m + (s - 2) * 0.1}
         for v, per_dim in bleu.items() for d, m in per_dim.items() for s in (1, 2, 3)
     ]  # fmt: skip
     cells = pd.DataFrame(rows)
     cfg = load_config(preset="britz-sweep", overrides=["sweep.attn_dims=[128, 1024]"])
+
+    def score(name: str) -> float:
+        variant, dim = name.split("@")
+        return bleu[variant][int(dim)]
+
     significance = {}
     for baseline, others in comparisons(cfg):
-        significance[baseline] = {
-            str(s): {
-                name: {"bleu": {"score": bleu[name.split("@")[0]][int(name.split("@")[1])],
-                                "p_value": None if name == baseline else p}}
-                for name in [baseline, *others]
-            }
-            for s in (1, 2, 3)
-        }  # fmt: skip
+        tests = {baseline: {"bleu": {"score": score(baseline), "p_value": None}}}
+        for name in others:
+            p = 0.001 if abs(score(name) - score(baseline)) >= 1.0 else 0.4
+            tests[name] = {"bleu": {"score": score(name), "p_value": p}}
+        significance[baseline] = {str(s): tests for s in (1, 2, 3)}
     return SweepData(cells, "test_2016_flickr", significance)
 
 
@@ -80,20 +87,29 @@ BRITZ_SHAPE = {
 
 
 def test_the_published_shape_makes_every_claim_hold():
-    verdicts = [c["verdict"] for c in claims(_sweep(BRITZ_SHAPE, p=0.001))]
+    verdicts = [c["verdict"] for c in claims(_sweep(BRITZ_SHAPE))]
     assert verdicts == ["holds here"] * 4
 
 
 def test_no_collapse_means_the_collapse_claims_fail():
     flat = {v: {128: 22.0, 1024: 22.0} for v in BRITZ_SHAPE}
-    verdicts = {c["claim"].split(":")[1][:30]: c["verdict"] for c in claims(_sweep(flat, 0.6))}
+    verdicts = {c["claim"].split(":")[1][:30]: c["verdict"] for c in claims(_sweep(flat))}
     assert list(verdicts.values()) == [
         "holds here", "does not hold here", "does not hold here", "does not hold here",
     ]  # fmt: skip
 
 
+def test_scaling_claim_fails_when_scaled_dot_itself_drops():
+    dropping = {**BRITZ_SHAPE, "scaled_dot": {128: 22.1, 1024: 20.0}}
+    verdicts = [c["verdict"] for c in claims(_sweep(dropping))]
+    assert verdicts[-1] == "does not hold here"
+    sweep = _sweep(BRITZ_SHAPE)
+    del sweep.significance["scaled_dot@128"]  # no test of scaled_dot against itself
+    assert claims(sweep)[-1]["verdict"] == "cannot tell here"
+
+
 def test_side_by_side_table_puts_published_beside_measured():
-    table = side_by_side(_sweep(BRITZ_SHAPE, 0.01).cells).set_index("attention dim")
+    table = side_by_side(_sweep(BRITZ_SHAPE).cells).set_index("attention dim")
     assert table.loc["1024", "Britz general"] == "18.22 ± 0.03"
     assert table.loc["1024", "attnbench general"] == "18.20 ± 0.10 (n=3)"
     assert table.loc["256", "attnbench general"] == "–"  # not run here

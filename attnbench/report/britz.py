@@ -160,12 +160,12 @@ def claims(sweep: SweepData) -> list[dict[str, str]]:
     if {"general", "scaled_dot"} <= variants:
         pairs = _paired(sig, f"scaled_dot@{hi}", f"general@{hi}")
         own = _paired(sig, f"scaled_dot@{lo}", f"scaled_dot@{hi}")
-        holds = (_majority(pairs, -1) and not _majority(own, -1)) if pairs else None
+        holds = (_majority(pairs, -1) and not _majority(own, -1)) if pairs and own else None
         add(
             f"Vaswani et al.: scaling by 1/sqrt(A) removes the collapse (scaled_dot beats general "
             f"at {hi} and does not drop significantly from {lo}).",
             holds,
-            _evidence(pairs) + ("; scaled_dot vs itself at " + str(lo) + ": " + _evidence(own)
+            _evidence(pairs) + (f"; scaled_dot at {hi} against at {lo}: " + _evidence(own)
                                 if own else ""),
         )  # fmt: skip
     return out
