@@ -131,7 +131,10 @@ def claims(sweep: SweepData) -> list[dict[str, str]]:
 
     if "additive" in variants:
         spread = means["additive"].max() - means["additive"].min()
-        tests = [t for d in dims[1:] for t in _paired(sig, f"additive@{lo}", f"additive@{d}")]
+        per_dim = [
+            f"A={d} against A={lo}: " + _evidence(_paired(sig, f"additive@{lo}", f"additive@{d}"))
+            for d in dims[1:]
+        ]
         flat = spread < 1.0 or not any(
             _majority(_paired(sig, f"additive@{lo}", f"additive@{d}"), s)
             for d in dims[1:]
@@ -140,7 +143,7 @@ def claims(sweep: SweepData) -> list[dict[str, str]]:
         add(
             "Britz et al.: additive attention is flat in the attention dimension.",
             flat,
-            f"mean BLEU range over dimensions {spread:.2f}; " + _evidence(tests),
+            f"mean BLEU range over dimensions {spread:.2f}; " + "; ".join(per_dim),
         )
     if "general" in variants:
         pairs = _paired(sig, f"general@{lo}", f"general@{hi}")
@@ -171,13 +174,17 @@ def claims(sweep: SweepData) -> list[dict[str, str]]:
     return out
 
 
-def _versus_dimension(cells: pd.DataFrame, column: str, ylabel: str, title: str) -> str:
+def _versus_dimension(
+    cells: pd.DataFrame, column: str, ylabel: str, title: str, log_y: bool = False
+) -> str:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for variant, g in cells.dropna(subset=[column]).groupby("variant"):
         s = g.groupby("attn_dim")[column].agg(["mean", "std"]).reset_index()
         ax.errorbar(s["attn_dim"], s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3,
                     color=_color(variant), label=variant)  # fmt: skip
     ax.set_xscale("log", base=2)
+    if log_y:  # unscaled dot products grow by orders of magnitude over the others
+        ax.set_yscale("log")
     ax.set_xlabel("attention dimension A")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -217,7 +224,13 @@ def sweep_sections(data: ReportData) -> list[Section]:
     for column, label in (("mean_abs_score", "mean |score|"), ("entropy", "entropy (nats)")):
         if sweep.cells[column].notna().any():
             mechanism.figure(
-                _versus_dimension(sweep.cells, column, label, f"{label} vs attention dim"),
+                _versus_dimension(
+                    sweep.cells,
+                    column,
+                    label,
+                    f"{label} vs attention dim",
+                    log_y=column == "mean_abs_score",
+                ),
                 f"{label} vs attention dimension, mean ± std over seeds",
             )
         else:
