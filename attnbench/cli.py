@@ -229,10 +229,12 @@ def sweep(
     tests each published claim with paired bootstrap, and writes the sweep report. A rerun
     resumes from the checkpoints of interrupted cells. CPU-sized: --preset britz-sweep-cpu.
     """
+    from attnbench.config import load_config
     from attnbench.sweep import sweep_cells
 
     preset = preset or ("britz-sweep" if config is None else None)
-    sweep_cells(_preflight(config, preset, set_, workdir))  # no attn_dims: one clear line
+    sweep_cells(load_config(config, preset, list(set_ or [])))  # no attn_dims: one clear line
+    _preflight(config, preset, set_, workdir)
     _import_flows()
     from flows.sweep import sweep_flow
 

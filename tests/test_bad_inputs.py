@@ -91,6 +91,14 @@ CASES = {
     ),
     "missing config file": (lambda t, s: ["train", "-c", str(t / "no.yaml")], "does not exist"),
     "unknown preset": (lambda t, s: ["run", "--preset", "huge"], "unknown preset 'huge'"),
+    "a sweep without dimensions": (
+        lambda t, s: ["sweep", "--preset", "quick"],
+        "has no sweep.attn_dims; use --preset britz-sweep",
+    ),
+    "a zero attention dimension": (
+        lambda t, s: ["sweep", "--set", "sweep.attn_dims=[128, 0]"],
+        "sweep.attn_dims.1: Input should be greater than 0",
+    ),
     "unknown attention": (
         lambda t, s: ["train", "--attention", "cosine"],
         "unknown attention 'cosine'; choose one of",
