@@ -7,7 +7,6 @@ the pipeline run's `significance/sweep.json`), so any past sweep can be re-repor
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,9 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import yaml
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from attnbench.bench.tables import markdown
-from attnbench.report.html import ReportData, Section, repro_section
+from attnbench.report.html import ReportData, Section, render, repro_section
 from attnbench.report.plots import _color, to_data_uri
 from attnbench.sweep import PUBLISHED
 from attnbench.tracking import Tracker
@@ -245,19 +242,8 @@ def write_sweep_html(tracker: Tracker, parent_run_id: str, folder: Path) -> Path
     repro = repro_section(data)
     repro.code[0] = {"title": "Reproduce", "text": "attnbench sweep --config config.yaml"}
     sections.append(repro)
-    env = Environment(
-        loader=PackageLoader("attnbench.report", "templates"), autoescape=select_autoescape()
-    )
-    html = env.get_template("report.html.j2").render(
-        title=f"{tracker.experiment}: attention dimension sweep (Britz et al. 2017)",
-        parent_run_id=parent_run_id,
-        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        tracking_uri=tracker.tracking_uri,
-        sections=sections,
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "index.html").write_text(html, encoding="utf-8")
-    (folder / "config.yaml").write_text(yaml.safe_dump(data.config, sort_keys=False))
+    title = f"{tracker.experiment}: attention dimension sweep (Britz et al. 2017)"
+    path = render(data, title, sections, folder)
     sweep = load_sweep(data)
     if not sweep.cells.empty:
         sweep.cells.to_parquet(folder / "sweep.parquet", index=False)
@@ -267,4 +253,4 @@ def write_sweep_html(tracker: Tracker, parent_run_id: str, folder: Path) -> Path
             f"- {c['claim']} **{c['verdict']}**. {c.get('evidence', '')}" for c in claims(sweep)
         ]
         (folder / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder / "index.html"
+    return path

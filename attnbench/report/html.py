@@ -393,21 +393,16 @@ def repro_section(data: ReportData) -> Section:
     return sec
 
 
-def write_html(tracker: Tracker, parent_run_id: str, folder: Path) -> Path:
-    """Render index.html for one pipeline run into `folder`."""
-    data = ReportData.load(tracker, parent_run_id)
-    sections = [
-        verdict_section(data), cost_section(data), curves_section(data), tuning_section(data),
-        length_section(data), bench_section(data), maps_section(data), repro_section(data),
-    ]  # fmt: skip
+def render(data: ReportData, title: str, sections: list[Section], folder: Path) -> Path:
+    """Write `folder`/index.html (one self-contained page) and the run's resolved config."""
     env = Environment(
         loader=PackageLoader("attnbench.report", "templates"), autoescape=select_autoescape()
     )
     html = env.get_template("report.html.j2").render(
-        title=f"{tracker.experiment}: additive vs multiplicative attention",
-        parent_run_id=parent_run_id,
+        title=title,
+        parent_run_id=data.parent_run_id,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        tracking_uri=tracker.tracking_uri,
+        tracking_uri=data.tracker.tracking_uri,
         sections=sections,
     )
     folder.mkdir(parents=True, exist_ok=True)
@@ -415,3 +410,14 @@ def write_html(tracker: Tracker, parent_run_id: str, folder: Path) -> Path:
     path.write_text(html, encoding="utf-8")
     (folder / "config.yaml").write_text(yaml.safe_dump(data.config, sort_keys=False))
     return path
+
+
+def write_html(tracker: Tracker, parent_run_id: str, folder: Path) -> Path:
+    """Render index.html for one pipeline run into `folder`."""
+    data = ReportData.load(tracker, parent_run_id)
+    sections = [
+        verdict_section(data), cost_section(data), curves_section(data), tuning_section(data),
+        length_section(data), bench_section(data), maps_section(data), repro_section(data),
+    ]  # fmt: skip
+    title = f"{tracker.experiment}: additive vs multiplicative attention"
+    return render(data, title, sections, folder)
