@@ -223,7 +223,7 @@ def sweep(
     workdir: WorkdirOpt = Path("attnbench-runs"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
 ) -> None:
-    """Run the attention-dimension sweep of Britz et al. (2017) [default preset: britz-sweep].
+    """Run the attention-dimension sweep of Britz et al. (2017); default preset: britz-sweep.
 
     Trains every variant x sweep.attn_dims x seed with one fixed configuration (no tuning),
     tests each published claim with paired bootstrap, and writes the sweep report. A rerun
