@@ -6,8 +6,9 @@ machine; `attnbench bench` and the Prefect `bench` flow wrap the same runner and
 
 Modules, one job each: `problem` (inputs), `implementations` (the registry), `check` (equality
 with the reference before timing), `timing`, `memory`, `limits` (tanh and matmul rates measured
-in the same run; `tanh_triton` on GPUs), `grid` (cells and their order), `cell` (one cell, in or
-out of process), `full_model` (rows from `model_modes`: training step, greedy decoding),
+in the same run; on GPUs through `attention.kernels.tanh_limit`), `grid` (cells and their
+order), `cell` (one cell, in or out of process), `full_model` (rows from `model_modes`:
+training step, greedy decoding),
 `runner` (the grid under a time budget), `tables` (LRA-style table), `targets` (checklist),
 `markdown` and `outputs` (files written to the output folder).
 """

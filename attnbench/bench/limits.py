@@ -134,7 +134,7 @@ def tanh_limits(device: str, seconds: float = 0.2) -> list[dict[str, Any]]:
 
     add("torch.tanh", _rate(torch_step, n, seconds), "memory-bound: one load and store per tanh")
     try:
-        from attnbench.bench.tanh_triton import tanh_rate
+        from attnbench.attention.kernels.tanh_limit import tanh_rate
 
         add("triton tanh.approx.f32", tanh_rate(), "256 dependent tanh per element in registers")
     except Exception as exc:
