@@ -190,6 +190,13 @@ def _import_flows():
         ) from exc
 
 
+def _echo_outcome(parent: str, report: str, workdir: Path) -> None:
+    """Where a finished pipeline put its results: MLflow run, report, and how to browse them."""
+    typer.echo(f"MLflow parent run: {parent}")
+    typer.echo(f"report: {report}")
+    typer.echo(f"browse: attnbench ui --workdir {workdir}")
+
+
 @app.command()
 def run(
     config: ConfigOpt = None,
@@ -210,9 +217,7 @@ def run(
     out = benchmark_flow(
         **_flow_kwargs(config, preset, set_), workdir=str(workdir), reports_dir=str(reports_dir)
     )
-    typer.echo(f"MLflow parent run: {out['parent_run_id']}")
-    typer.echo(f"report: {out['report']}")
-    typer.echo(f"browse: attnbench ui --workdir {workdir}")
+    _echo_outcome(out["parent_run_id"], out["report"], workdir)
 
 
 @app.command()
@@ -241,9 +246,7 @@ def sweep(
     out = sweep_flow(
         **_flow_kwargs(config, preset, set_), workdir=str(workdir), reports_dir=str(reports_dir)
     )
-    typer.echo(f"MLflow parent run: {out['parent_run_id']} ({out['cells']} cells)")
-    typer.echo(f"report: {out['report']}")
-    typer.echo(f"browse: attnbench ui --workdir {workdir}")
+    _echo_outcome(f"{out['parent_run_id']} ({out['cells']} cells)", out["report"], workdir)
 
 
 @app.command()
