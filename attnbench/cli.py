@@ -227,6 +227,14 @@ def sweep(
     set_: SetOpt = None,
     workdir: WorkdirOpt = Path("attnbench-runs"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
+    parallel: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Cells trained at once, each in a worker process (CPU cores are shared out). "
+            "A small RNN leaves a GPU mostly idle, so several can share one.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the attention-dimension sweep of Britz et al. (2017); default preset: britz-sweep.
 
@@ -244,7 +252,10 @@ def sweep(
     from flows.sweep import sweep_flow
 
     out = sweep_flow(
-        **_flow_kwargs(config, preset, set_), workdir=str(workdir), reports_dir=str(reports_dir)
+        **_flow_kwargs(config, preset, set_),
+        workdir=str(workdir),
+        reports_dir=str(reports_dir),
+        parallel=parallel,
     )
     _echo_outcome(f"{out['parent_run_id']} ({out['cells']} cells)", out["report"], workdir)
 

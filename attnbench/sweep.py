@@ -45,12 +45,29 @@ def sweep_cells(cfg: ExperimentConfig) -> list[SweepCell]:
             f"config '{cfg.name}' has no sweep.attn_dims; use --preset britz-sweep or set "
             "sweep.attn_dims, e.g. --set 'sweep.attn_dims=[128,256]'"
         )
+    for variant in cfg.benchmark.variants:
+        for dim in cfg.sweep.attn_dims:
+            _check_buildable(cfg, variant, dim)
     return [
         SweepCell(variant, dim, seed)
         for dim in cfg.sweep.attn_dims
         for variant in cfg.benchmark.variants
         for seed in cfg.benchmark.seeds
     ]
+
+
+def _check_buildable(cfg: ExperimentConfig, variant: str, attn_dim: int) -> None:
+    """Build each cell's attention before any training, so an impossible cell (a dimension the
+    heads do not divide) is one line up front, not a failure after hours of other cells."""
+    from attnbench.attention import build_attention
+
+    model = cfg.model
+    options = {"chunk_size": model.chunk_size} if model.chunk_size is not None else {}
+    try:
+        build_attention(variant, query_dim=model.hidden_dim, key_dim=model.hidden_dim,
+                        attn_dim=attn_dim, num_heads=model.num_heads, **options)  # fmt: skip
+    except (UserError, ValueError) as exc:
+        raise UserError(f"sweep cell {variant}@{attn_dim} cannot be built: {exc}") from exc
 
 
 def comparisons(cfg: ExperimentConfig) -> list[tuple[str, list[str]]]:

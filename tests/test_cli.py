@@ -72,7 +72,7 @@ def test_pickled_code_in_a_checkpoint_is_refused(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "flow", ["prepare", "tune", "train", "evaluate", "bench", "report", "benchmark"]
+    "flow", ["prepare", "tune", "train", "evaluate", "bench", "report", "benchmark", "sweep"]
 )
 def test_every_flow_runs_as_a_module(flow):
     """`python -m flows.<name>` is a documented entry point: it must at least parse options."""
@@ -81,3 +81,5 @@ def test_every_flow_runs_as_a_module(flow):
     )
     assert done.returncode == 0, done.stderr[-1500:]
     assert f"python -m flows.{flow}" in done.stdout and "--preset" in done.stdout
+    if flow == "sweep":  # its own default preset (quick has no sweep), and its workers
+        assert "(default: britz-sweep)" in done.stdout and "--parallel" in done.stdout

@@ -44,6 +44,14 @@ def test_a_config_without_dimensions_is_refused_with_the_fix():
         sweep_cells(load_config(preset="quick"))
 
 
+def test_a_cell_that_cannot_be_built_is_refused_before_any_training():
+    cfg = load_config(
+        preset="britz-sweep-cpu", overrides=["model.num_heads=2", "sweep.attn_dims=[8, 33]"]
+    )
+    with pytest.raises(UserError, match=r"additive@33 cannot be built.*divisible by num_heads"):
+        sweep_cells(cfg)
+
+
 def test_comparisons_cover_each_claim():
     pairs = comparisons(load_config(preset="britz-sweep"))
     groups = dict(pairs)
@@ -132,7 +140,7 @@ TINY_SWEEP = [
 
 
 @pytest.mark.slow
-def test_a_tiny_sweep_runs_end_to_end_and_its_report_renders(
+def test_a_tiny_sweep_runs_end_to_end_on_two_workers_and_its_report_renders(
     prefect_harness, tmp_path, shared_data, monkeypatch
 ):
     monkeypatch.setenv("ATTNBENCH_DATA_DIR", str(shared_data))
@@ -141,7 +149,7 @@ def test_a_tiny_sweep_runs_end_to_end_and_its_report_renders(
 
     out = sweep_flow(
         preset="britz-sweep-cpu", overrides=TINY_SWEEP, workdir=str(tmp_path / "work"),
-        reports_dir=str(tmp_path / "reports"),
+        reports_dir=str(tmp_path / "reports"), parallel=2,
     )  # fmt: skip
     assert out["cells"] == 3 * 2 * 2
     tracker = Tracker.local(tmp_path / "work", "attnbench-britz-sweep-cpu")
