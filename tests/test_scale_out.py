@@ -74,6 +74,8 @@ def test_a_deployed_benchmark_runs_on_a_process_worker(prefect_server, tmp_path,
         # ATTNBENCH_HOME at deploy time is written into the pull step; the worker lacks it.
         out = cli(server, "deploy", "--all", "--no-prompt", ATTNBENCH_HOME=str(REPO))
         assert "benchmark/quick" in out and "benchmark/multi30k" in out and "tune/gpu" in out
+        sweep = api_get(f"{server.url}/deployments/name/sweep/britz")
+        assert sweep["work_pool_name"] == "gpu" and sweep["parameters"]["parallel"] == 4
         deployment = api_get(f"{server.url}/deployments/name/benchmark/quick")
         assert deployment["work_pool_name"] == "cpu"
         assert deployment["pull_steps"] == [

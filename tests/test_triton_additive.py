@@ -103,6 +103,8 @@ CASES = {
     "no-mask": (2, 1, 5, 7, 8, 8, None, {}),
     "heads-mask-all-pad-row": (2, 2, 21, 27, 10, 8, [6, 27], dict(block_m=8, block_n=16)),
     "long-ragged-a": (1, 2, 37, 45, 16, 8, [13], dict(block_n=32, block_a=3)),
+    # keys split 0-11, 12-23, 24-26: row 0's last split is all padding, row 1 has no key at all
+    "key-splits": (2, 2, 21, 27, 10, 8, [6, 27], dict(block_m=8, block_n=4, key_splits=3)),
 }
 
 
@@ -158,6 +160,8 @@ def test_bad_shapes_and_devices_raise_value_error():
         ta.fused_additive_attention(qp.double(), kp, w, v)
     with pytest.raises(ValueError, match="power of two"):
         ta.fused_additive_attention(qp, kp, w, v, block_m=6)
+    with pytest.raises(ValueError, match="key_splits"):
+        ta.fused_additive_attention(qp, kp, w, v, key_splits=0)
 
 
 def test_triton_available_reads_the_interpreter_flag(monkeypatch):

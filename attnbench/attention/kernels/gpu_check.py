@@ -75,11 +75,13 @@ def make_inputs(batch, heads, t_q, t_k, dim, dv, pads=None, dtype=torch.float32,
 
 def check_correctness(results: dict) -> None:
     cases = [
-        # B, H, T_q, T_k, a, dv, padded keys per row (the last row of the first: all padding)
-        (2, 2, 100, 130, 32, 64, [17, 130]),
-        (1, 1, 257, 300, 64, 64, [45]),
-        (2, 1, 64, 64, 16, 16, None),
-        (1, 2, 33, 1000, 40, 24, [990]),
+        # B, H, T_q, T_k, a, dv, padded keys per row (the last row of the first: all padding),
+        # key splits (the last case: 4 splits of 256 keys, 3 of them all padding)
+        (2, 2, 100, 130, 32, 64, [17, 130], 1),
+        (1, 1, 257, 300, 64, 64, [45], 1),
+        (2, 1, 64, 64, 16, 16, None, 1),
+        (1, 2, 33, 1000, 40, 24, [990], 1),
+        (1, 2, 33, 1000, 40, 24, [990], 4),
     ]
     for precise in (True, False):
         # the exact path is checked on fewer shapes: each new shape costs compiles
@@ -87,12 +89,13 @@ def check_correctness(results: dict) -> None:
         # exact tanh + IEEE dots: fp32 rounding only. tanh.approx (rel. err <= ~2^-10.7) and
         # TF32 dots (10-bit mantissa): errors ~1e-3 of the values' scale.
         tol = 1e-4 if precise else 2e-2
-        for batch, heads, t_q, t_k, dim, dv, pads in cases_here:
-            row = dict(precise=precise, shape=[batch, heads, t_q, t_k, dim, dv], pads=pads)
+        for batch, heads, t_q, t_k, dim, dv, pads, splits in cases_here:
+            row = dict(precise=precise, shape=[batch, heads, t_q, t_k, dim, dv], pads=pads,
+                       key_splits=splits)  # fmt: skip
             try:
                 tensors, mask = make_inputs(batch, heads, t_q, t_k, dim, dv, pads, seed=t_k)
                 leaves = [t.clone().requires_grad_() for t in tensors]
-                out = ta.fused_additive_attention(*leaves, mask, precise=precise)
+                out = ta.fused_additive_attention(*leaves, mask, precise=precise, key_splits=splits)
                 grad_out = torch.randn_like(out)
                 out.backward(grad_out)
                 ref_leaves = [t.double().requires_grad_() for t in tensors]
@@ -119,7 +122,8 @@ def check_correctness(results: dict) -> None:
             errs = row.get("errors", {})
             worst = max(errs.values()) if errs else float("nan")
             print(
-                f"  {'precise' if precise else 'approx '} {row['shape']} pads={pads}: "
+                f"  {'precise' if precise else 'approx '} {row['shape']} pads={pads} "
+                f"splits={splits}: "
                 f"max rel err {worst:.2e} (tol {tol:g}) -> {'OK' if row['ok'] else 'FAIL'}"
                 + (f" [{row['error']}]" if "error" in row else ""),
                 flush=True,
@@ -318,6 +322,9 @@ def main(argv=None) -> int:
         for bwd in ((64, 64, 8), (128, 32, 8), (128, 64, 4), (256, 64, 8), (128, 128, 8)):
             name = "bwd {}x{} w{}".format(*bwd)
             configs[name] = dict(backward_blocks=bwd[:2], num_warps_backward=bwd[2])
+        for splits in (2, 4, 8):  # v5: more programs at small T (NOTES.md)
+            configs[f"fwd key splits {splits}"] = dict(key_splits=splits)
+            configs[f"fwd 16x64 key splits {splits}"] = dict(block_m=16, key_splits=splits)
     print("timing (B=1, H=1, a=64, dv=64; mean ms, triton.testing.do_bench):", flush=True)
     lengths = [1024, 4096] if args.quick else [1024, 4096, 16384]
     lengths = args.lengths or lengths

@@ -94,13 +94,14 @@ def _fwd_kernel(
     w_ptr,  # (H, A) fp32
     v_ptr,  # (BH, T_k, DV) fp32
     mask_ptr,  # (B, T_k) int8, 1 = padding (unused without HAS_MASK)
-    out_ptr,  # (BH, T_q, DV) fp32
-    lse_ptr,  # (BH, T_q) fp32
+    out_ptr,  # (SPLITS, BH, T_q, DV) fp32: each key split's normalised context
+    lse_ptr,  # (SPLITS, BH, T_q) fp32: each split's logsumexp, -inf where it saw no key
     T_q,
     T_k,
     A,
     DV,
     H,
+    KEYS_PER_SPLIT,  # a multiple of BLOCK_N; program_id(2) takes keys [split * it, ...)
     HAS_MASK: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -111,12 +112,16 @@ def _fwd_kernel(
 ):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
+    split = tl.program_id(2)
+    BH = tl.num_programs(1)
     b = bh // H
     h = bh % H
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     m_in = offs_m < T_q
     offs_d = tl.arange(0, BLOCK_DV)
     d_in = offs_d < DV
+    key_start = split * KEYS_PER_SPLIT
+    key_end = tl.minimum(key_start + KEYS_PER_SPLIT, T_k)
     q_base = qp_ptr + bh * A * T_q
     k_base = kp_ptr + bh * A * T_k
     w_base = w_ptr + h * A
@@ -125,9 +130,9 @@ def _fwd_kernel(
     m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_DV), dtype=tl.float32)
-    for start_n in range(0, T_k, BLOCK_N):
+    for start_n in range(key_start, key_end, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        n_in = offs_n < T_k
+        n_in = offs_n < key_end
         n_ok = n_in
         if HAS_MASK:
             pad = tl.load(mask_ptr + b * T_k + offs_n, mask=n_in, other=1)
@@ -153,13 +158,14 @@ def _fwd_kernel(
     has_keys = l_i > 0.0
     l_safe = tl.where(has_keys, l_i, 1.0)
     out = acc / l_safe[:, None]
+    row = split * BH + bh
     tl.store(
-        out_ptr + bh * T_q * DV + offs_m[:, None] * DV + offs_d[None, :],
+        out_ptr + row * T_q * DV + offs_m[:, None] * DV + offs_d[None, :],
         out,
         mask=m_in[:, None] & d_in[None, :],
     )
-    lse = tl.where(has_keys, m_i + tl.log(l_safe), 0.0)
-    tl.store(lse_ptr + bh * T_q + offs_m, lse, mask=m_in)
+    lse = tl.where(has_keys, m_i + tl.log(l_safe), float("-inf"))
+    tl.store(lse_ptr + row * T_q + offs_m, lse, mask=m_in)
 
 
 @triton.jit
@@ -251,6 +257,22 @@ def _bwd_kernel(
     tl.store(dv_ptr + bh * T_k * DV + offs_n[:, None] * DV + offs_d[None, :], dv_acc, mask=nd_mask)
 
 
+def _combine_splits(out_parts: Tensor, lse_parts: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-split contexts (S, BH, T_q, dv) and logsumexps (S, BH, T_q) -> the whole softmax's.
+
+    Each split normalised over its own keys, so the full context is the splits' contexts
+    weighted by exp(lse_s - lse). A split (or a whole row) with no valid key has lse -inf:
+    weight 0, and a row with none anywhere gets context 0 and lse 0 (what the backward expects).
+    """
+    if lse_parts.shape[0] == 1:
+        return out_parts[0], torch.where(torch.isinf(lse_parts[0]), 0.0, lse_parts[0])
+    lse = torch.logsumexp(lse_parts, dim=0)  # -inf where every split is -inf
+    no_keys = torch.isinf(lse)
+    lse = torch.where(no_keys, 0.0, lse)
+    weights = torch.where(torch.isinf(lse_parts), 0.0, torch.exp(lse_parts - lse))
+    return (weights.unsqueeze(-1) * out_parts).sum(dim=0), lse
+
+
 def _block_dv(dv: int) -> int:
     """tl.dot needs every dimension >= 16 on a GPU; dv is padded to a power of two >= 16."""
     return max(16, triton.next_power_of_2(dv))
@@ -335,15 +357,19 @@ class _FusedAdditiveAttention(torch.autograd.Function):
         v = values.float().reshape(batch * heads, t_k, dv).contiguous()
         has_mask = key_padding_mask is not None
         mask = key_padding_mask.to(torch.int8).contiguous() if has_mask else v
-        out = torch.empty(batch * heads, t_q, dv, device=v.device, dtype=torch.float32)
-        lse = torch.empty(batch * heads, t_q, device=v.device, dtype=torch.float32)
-        grid = (triton.cdiv(t_q, block_m), batch * heads)
+        keys_per_split = triton.cdiv(triton.cdiv(t_k, config[8]), block_n) * block_n
+        splits = triton.cdiv(t_k, keys_per_split)  # never an empty split
+        parts = (splits, batch * heads, t_q)
+        out = torch.empty(*parts, dv, device=v.device, dtype=torch.float32)
+        lse = torch.empty(*parts, device=v.device, dtype=torch.float32)
+        grid = (triton.cdiv(t_q, block_m), batch * heads, splits)
         _fwd_kernel[grid](
-            qp, kp, w, v, mask, out, lse, t_q, t_k, padded, dv, heads,
+            qp, kp, w, v, mask, out, lse, t_q, t_k, padded, dv, heads, keys_per_split,
             HAS_MASK=has_mask, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_A=block_a,
             BLOCK_DV=_block_dv(dv), PRECISE=precise,
             DOT_PRECISION="ieee" if precise else "tf32", num_warps=num_warps,
         )  # fmt: skip
+        out, lse = _combine_splits(out, lse)
         ctx.save_for_backward(qp, kp, w, v, mask, out, lse)
         ctx.config = config
         ctx.has_mask = has_mask
@@ -355,7 +381,7 @@ class _FusedAdditiveAttention(torch.autograd.Function):
     def backward(ctx, grad_out):
         qp, kp, w, v, mask, out, lse = ctx.saved_tensors
         batch, heads, t_q, t_k, dim, dv = ctx.shape
-        _, _, block_a, precise, _, block_m, block_n, num_warps = ctx.config
+        _, _, block_a, precise, _, block_m, block_n, num_warps = ctx.config[:8]
         do = grad_out.float().reshape(batch * heads, t_q, dv).contiguous()
         delta = (do * out).sum(dim=-1)  # (BH, T_q)
         n_blocks = triton.cdiv(t_k, block_n)
@@ -394,6 +420,7 @@ def fused_additive_attention(
     num_warps: int = 4,
     backward_blocks: tuple[int, int] | None = None,
     num_warps_backward: int | None = None,
+    key_splits: int = 1,
 ) -> Tensor:
     """Additive attention context without materialising tanh; differentiable.
 
@@ -410,6 +437,10 @@ def fused_additive_attention(
     backward has its own `backward_blocks` (BLOCK_M, BLOCK_N), default (128, 64) with 4 warps
     on a GPU: larger query blocks mean fewer dk/dw atomics per key. Both defaults are the
     fastest of those timed on an H200 (NOTES.md).
+
+    `key_splits=S` splits the keys into S ranges, each its own program (flash-decoding), and
+    merges their partial softmaxes in PyTorch: S times the programs when B*H*T_q/BLOCK_M
+    alone cannot fill the GPU (NOTES.md, v5). Not yet timed on a GPU, so it stays 1 by default.
     """
     _check_inputs(query_proj, key_proj, v_weight, values, key_padding_mask)
     on_gpu = query_proj.device.type == "cuda"
@@ -424,8 +455,13 @@ def fused_additive_attention(
             raise ValueError(f"{name}={size} must be a power of two (>= 16 on a GPU)")
     if block_a <= 0:
         raise ValueError(f"block_a must be positive, got {block_a}")
+    if key_splits < 1:
+        raise ValueError(f"key_splits must be at least 1, got {key_splits}")
     precise = precise or not on_gpu or INTERPRETED
-    config = (block_m, block_n, block_a, precise, num_warps, bwd_m, bwd_n, num_warps_backward)
+    config = (
+        block_m, block_n, block_a, precise, num_warps, bwd_m, bwd_n, num_warps_backward,
+        key_splits,
+    )  # fmt: skip
     return _FusedAdditiveAttention.apply(
         query_proj, key_proj, v_weight, values, key_padding_mask, config
     )

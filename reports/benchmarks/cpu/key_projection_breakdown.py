@@ -1,0 +1,105 @@
+"""Where a training step's time goes, to explain the key-projection ratio in ../README.md.
+
+    python reports/benchmarks/cpu/key_projection_breakdown.py [--repeats 9]
+
+The benchmark's `key_projection` comparison (B=16, S=80, T=20, hidden = A = 512, vocab 8000,
+Bahdanau decoder, Adam) times a whole training step with U_a h_j computed once per source
+and at every target step. This script times the parts of the once-step separately (encoder,
+decoder loop with attention, generator + loss, Adam) and the key projection alone (forward
+and backward of U_a over the (B*S, H) annotations), so the ratio can be predicted:
+per-step / once = (once + (T - 1) * key projection) / once. Medians over interleaved repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from attnbench.bench.model_modes import (
+    _train_fn,
+    build_bench_model,
+    per_step_copy,
+    random_batch,
+)
+
+BATCH, SRC, TGT, HIDDEN, VOCAB = 16, 80, 20, 512, 8000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = build_bench_model("additive", HIDDEN, VOCAB).train()
+    data = random_batch(BATCH, SRC, TGT, VOCAB, "cpu")
+    with torch.no_grad():
+        annotations, final = model.encoder(data["src"], data["src_lengths"])
+    mask = torch.zeros(BATCH, SRC, dtype=torch.bool)
+    pre = torch.randn(BATCH * TGT, HIDDEN, requires_grad=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    key_input = annotations.detach().requires_grad_()
+
+    def encoder() -> None:
+        out, fin = model.encoder(data["src"], data["src_lengths"])
+        (out.sum() + fin.sum()).backward()
+
+    def decoder_loop() -> None:  # the attention lives here: T steps of score, softmax, context
+        keys = annotations.detach().requires_grad_()
+        memory = model.decoder.memory(keys, mask)
+        state = model.decoder.init_state(final.detach().requires_grad_())
+        embedded = model.decoder.embedding(data["tgt_in"])
+        pres = []
+        for t in range(TGT):
+            out, state, _ = model.decoder._step(embedded[:, t : t + 1], state, memory)
+            pres.append(out)
+        torch.cat(pres, dim=1).sum().backward()
+
+    def generator_and_loss() -> None:
+        logits = model.decoder.generator(pre)
+        F.cross_entropy(logits, data["tgt_out"].reshape(-1)).backward()
+
+    def key_projection() -> None:  # what the per-step path adds, once per extra target step
+        model.decoder.attention.key_proj(key_input).sum().backward()
+
+    parts: dict[str, Callable[[], object]] = {
+        "encoder (bi-GRU, fwd+bwd)": encoder,
+        "decoder loop with attention (fwd+bwd)": decoder_loop,
+        "generator + loss (fwd+bwd)": generator_and_loss,
+        "Adam step": optimizer.step,
+        "key projection U_a h_j (fwd+bwd), one": key_projection,
+        "training step, keys once": _train_fn(model, data),
+        "training step, keys per step": _train_fn(per_step_copy(model), data),
+    }
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    for fn in parts.values():  # warm-up
+        fn()
+    for _ in range(args.repeats):
+        for name, fn in parts.items():
+            tic = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - tic)
+    ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    print(f"B={BATCH}, S={SRC}, T={TGT}, hidden=A={HIDDEN}, vocab={VOCAB}, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats}")  # fmt: skip
+    print("| part | ms |\n|---|---|")
+    for name, value in ms.items():
+        print(f"| {name} | {value:.1f} |")
+    once, per_step = ms["training step, keys once"], ms["training step, keys per step"]
+    key = ms["key projection U_a h_j (fwd+bwd), one"]
+    predicted = (once + (TGT - 1) * key) / once
+    print(f"\nmeasured per-step / once: {per_step / once:.2f}x; predicted from the parts "
+          f"(once + {TGT - 1} x key projection) / once: {predicted:.2f}x")  # fmt: skip
+    needed = (TGT - 1) * key
+    print(f"2x would need the once-step at or below {needed:.0f} ms ((T - 1) x key "
+          f"projection), i.e. {once / needed:.2f}x faster than now")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
