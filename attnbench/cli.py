@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -404,10 +406,27 @@ def ui(
         proc.wait(timeout=20)
 
 
+#: what an interrupted command tells the user: flows resume by themselves, `train` on request
+RESUME_HINT = "rerun the same command to resume (for `attnbench train`, add --resume)"
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (`kill`, a supervisor) leaves through Python's normal shutdown, like Ctrl+C.
+
+    Without it the process died on the spot once Prefect had marked the flow run crashed, so
+    the atexit hook that stops Prefect's ephemeral server never ran and the server was left
+    running, orphaned. A SystemExit unwinds the flow (the MLflow run is marked failed) first.
+    """
+    typer.echo(f"attnbench: terminated; {RESUME_HINT}", err=True)
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Entry point: telemetry off unless the user chose otherwise; UserError -> one line, 2."""
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
     logger = logging.getLogger("attnbench")
     logger.handlers = [h for h in logger.handlers if not getattr(h, "attnbench_cli", False)]
     handler = logging.StreamHandler()  # the current stderr (main may run more than once)
@@ -421,8 +440,11 @@ def main() -> None:
         typer.echo(f"attnbench: error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("attnbench: interrupted; rerun with --resume to continue", err=True)
+        typer.echo(f"attnbench: interrupted; {RESUME_HINT}", err=True)
         sys.exit(130)
+    finally:
+        if in_main_thread:  # main() may run inside another program (tests): leave it as it was
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+"""Stopping a running command with SIGTERM (`kill`, a supervisor) leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_sweep import TINY_SWEEP
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Direct children of `pid` -> their command line, read from /proc (Linux)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            out[int(entry.name)] = cmdline
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_sigterm_stops_the_flow_and_its_ephemeral_prefect_server(tmp_path, shared_data):
+    env = {
+        **os.environ,
+        "ATTNBENCH_DATA_DIR": str(shared_data),
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+    }
+    env.pop("PREFECT_API_URL", None)  # Prefect's ephemeral mode: the server is our child
+    sets = [arg for setting in TINY_SWEEP for arg in ("--set", setting)]
+    log = tmp_path / "sweep.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "attnbench.cli", "sweep", "--preset", "britz-sweep-cpu",
+             *sets, "--workdir", str(tmp_path / "work"), "--reports-dir", str(tmp_path / "r")],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+    servers: list[int] = []
+    try:
+
+        def flow_is_training() -> bool:
+            if proc.poll() is not None:
+                tail = log.read_text()[-2000:]
+                pytest.fail(f"the sweep ended early ({proc.returncode}):\n{tail}")
+            servers[:] = [pid for pid, cmd in _children(proc.pid).items() if "uvicorn" in cmd]
+            return bool(servers) and "sweep cell:" in log.read_text()
+
+        _wait_for(flow_is_training, 180, "the flow to start training with its Prefect server")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        text = log.read_text()
+        assert "attnbench: terminated; rerun the same command to resume" in text
+        assert "Traceback" not in text.split("attnbench: terminated")[-1]
+        _wait_for(lambda: not any(map(_running, servers)), 30, "the Prefect server to stop")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for pid in filter(_running, servers):
+            os.kill(pid, signal.SIGKILL)
