@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from attnbench.tracking import Tracker
 from tests.test_sweep import TINY_SWEEP
 
 
@@ -81,6 +82,9 @@ def test_sigterm_stops_the_flow_and_its_ephemeral_prefect_server(tmp_path, share
         assert "attnbench: terminated; rerun the same command to resume" in text
         assert "Traceback" not in text.split("attnbench: terminated")[-1]
         _wait_for(lambda: not any(map(_running, servers)), 30, "the Prefect server to stop")
+        runs = Tracker.local(tmp_path / "work", "attnbench-britz-sweep-cpu").search_runs("")
+        assert "RUNNING" not in set(runs["status"])  # the parent and the cut cell: FAILED
+        assert "FAILED" in set(runs["status"])
     finally:
         if proc.poll() is None:
             proc.kill()
