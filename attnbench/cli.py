@@ -158,6 +158,14 @@ def evaluate(
 WorkdirOpt = Annotated[
     Path, typer.Option("--workdir", "-w", help="Runs, MLflow store (mlflow.db) and Optuna journal.")
 ]
+ParallelOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Models trained at once, each in a worker process (CPU cores are shared out). "
+        "A small RNN leaves a GPU mostly idle, so several can share one.",
+    ),
+]
 
 
 def _flow_kwargs(config: Path | None, preset: str | None, set_: list[str] | None) -> dict:
@@ -206,18 +214,23 @@ def run(
     set_: SetOpt = None,
     workdir: WorkdirOpt = Path("attnbench-runs"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
+    parallel: ParallelOpt = 1,
 ) -> None:
     """Run the whole benchmark flow: prepare, tune, train seeds, evaluate, bench, report.
 
     Without PREFECT_API_URL it runs on Prefect's ephemeral server; MLflow and Optuna default
     to files in --workdir (set MLFLOW_TRACKING_URI / tune.storage to scale out).
+    --parallel applies to the final models (variants x seeds).
     """
     _preflight(config, preset, set_, workdir)
     _import_flows()
     from flows.benchmark import benchmark_flow
 
     out = benchmark_flow(
-        **_flow_kwargs(config, preset, set_), workdir=str(workdir), reports_dir=str(reports_dir)
+        **_flow_kwargs(config, preset, set_),
+        workdir=str(workdir),
+        reports_dir=str(reports_dir),
+        parallel=parallel,
     )
     _echo_outcome(out["parent_run_id"], out["report"], workdir)
 
@@ -229,14 +242,7 @@ def sweep(
     set_: SetOpt = None,
     workdir: WorkdirOpt = Path("attnbench-runs"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
-    parallel: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Cells trained at once, each in a worker process (CPU cores are shared out). "
-            "A small RNN leaves a GPU mostly idle, so several can share one.",
-        ),
-    ] = 1,
+    parallel: ParallelOpt = 1,
 ) -> None:
     """Run the attention-dimension sweep of Britz et al. (2017); default preset: britz-sweep.
 

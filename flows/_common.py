@@ -68,3 +68,57 @@ def publish(markdown: str, key: str, description: str) -> None:
 
     create_markdown_artifact(markdown, key=key, description=description)
     print(markdown)
+
+
+def run_in_workers(
+    task: Any, calls: list[dict[str, Any]], parallel: int
+) -> Iterator[tuple[int, Any]]:
+    """Run `task(**call)` for every call; yields (index into `calls`, result) as each finishes.
+
+    `parallel` 1: in order, in this process (Ctrl+C stops at once). More: that many worker
+    processes (Prefect's ProcessPoolTaskRunner) with the CPU cores shared out between them;
+    every call runs to its end even when another fails (finished work is kept, and a rerun
+    resumes the rest), then the first failure is raised.
+    """
+    check_parallel(parallel)
+    if parallel == 1:
+        for index, call in enumerate(calls):
+            yield index, task(**call)
+        return
+    from prefect.futures import as_completed
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    workers = max(1, min(parallel, len(calls)))
+    runner = ProcessPoolTaskRunner(
+        max_workers=workers, initializer=share_cores, initargs=(workers,)
+    )
+    with runner:
+        futures = {runner.submit(task, call): index for index, call in enumerate(calls)}
+        print(f"{len(calls)} {task.name} runs on {workers} worker processes")
+        failures: list[BaseException] = []
+        for future in as_completed(list(futures)):
+            try:
+                result = future.result()
+            except Exception as exc:
+                failures.append(exc)
+                print(f"{task.name} {futures[future] + 1}/{len(calls)} failed: {exc}")
+                continue
+            yield futures[future], result
+        if failures:
+            raise failures[0]
+
+
+def check_parallel(parallel: int) -> None:
+    """Before any work starts: a worker count below 1 is one clear line."""
+    from attnbench.errors import UserError
+
+    if parallel < 1:
+        raise UserError(f"parallel must be at least 1 (worker processes), got {parallel}")
+
+
+def share_cores(workers: int) -> None:
+    """A worker process's torch threads: an equal share of the cores, so N workers do not
+    oversubscribe the machine with N x cores threads."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))

@@ -11,7 +11,14 @@ from typing import Any
 
 from prefect import flow
 
-from flows._common import COMPUTE_SECONDS, DEFAULT_WORKDIR, publish, resolve_config, run_tags
+from flows._common import (
+    COMPUTE_SECONDS,
+    DEFAULT_WORKDIR,
+    check_parallel,
+    publish,
+    resolve_config,
+    run_tags,
+)
 from flows.bench import bench_flow
 from flows.evaluate import evaluate_flow
 from flows.prepare import prepare_flow
@@ -27,11 +34,14 @@ def benchmark_flow(
     overrides: list[str] | None = None,
     workdir: str = DEFAULT_WORKDIR,
     reports_dir: str = "reports",
+    parallel: int = 1,
 ) -> dict[str, Any]:
+    """The whole pipeline; `parallel` final models (variants x seeds) train at once."""
     from pathlib import Path
 
     from attnbench.pipeline import finish_pipeline_run, start_pipeline_run
 
+    check_parallel(parallel)
     tree = resolve_config(preset, config, overrides)
     parent = start_pipeline_run(tree, Path(workdir), run_tags())
     COMPUTE_SECONDS.clear()
@@ -47,7 +57,7 @@ def benchmark_flow(
         common = {"resolved": tree, "workdir": workdir, "parent_run_id": parent}
         sizes = step("prepare", prepare_flow, resolved=tree)
         best = step("tune", tune_flow, **common)
-        runs = step("train", train_flow, best=best, **common)
+        runs = step("train", train_flow, best=best, parallel=parallel, **common)
         step("evaluate", evaluate_flow, runs=runs, **common)  # logs significance to MLflow
         step("bench", bench_flow, **common)
         report = step("report", report_flow, reports_dir=reports_dir, **common)
@@ -57,7 +67,11 @@ def benchmark_flow(
     for row in timing:
         compute = COMPUTE_SECONDS.get(row["step"])
         row["compute_s"] = compute
-        row["overhead_share"] = None if compute is None else 1 - compute / row["wall_s"]
+        # with workers, compute is summed over processes that ran at the same time
+        in_workers = row["step"] == "train" and parallel > 1
+        row["overhead_share"] = (
+            None if compute is None or in_workers else 1 - compute / row["wall_s"]
+        )
     table = timing_table(timing)
     publish(table, "timing", "Wall time per step")
     finish_pipeline_run(tree, Path(workdir), parent, report=Path(report), timing=timing)

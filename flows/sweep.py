@@ -11,22 +11,19 @@ Each worker still logs to the same MLflow parent run, so the report does not cha
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow, task
-from prefect.futures import as_completed
-from prefect.task_runners import ProcessPoolTaskRunner
 
-from attnbench.errors import UserError
 from flows._common import (
     COMPUTE_SECONDS,
     DEFAULT_WORKDIR,
     as_config,
+    check_parallel,
     publish,
     resolve_config,
+    run_in_workers,
     run_tags,
 )
 
@@ -46,15 +43,8 @@ def train_cell(
     from attnbench.sweep import SweepCell
 
     cell = SweepCell(variant, attn_dim, seed)
+    print(f"training sweep cell {cell.system} seed {seed}")
     return train_sweep_cell(as_config(config), cell, Path(workdir), parent_run_id, run_tags())
-
-
-def _share_cores(workers: int) -> None:
-    """Each worker process gets an equal share of the CPU cores, so N workers do not
-    oversubscribe the machine with N x cores threads."""
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @task
@@ -99,8 +89,7 @@ def sweep_flow(
     from attnbench.pipeline import finish_pipeline_run, start_pipeline_run
     from attnbench.sweep import sweep_cells
 
-    if parallel < 1:
-        raise UserError(f"parallel must be at least 1, got {parallel}")
+    check_parallel(parallel)
     tree = resolve_config(preset, config, overrides)
     cells = sweep_cells(as_config(tree))
     COMPUTE_SECONDS["sweep"] = 0.0
@@ -109,8 +98,14 @@ def sweep_flow(
     run_dirs: dict[str, dict[int, str]] = {}
     tic = time.perf_counter()
     try:
-        for i, (cell, out) in enumerate(_train_cells(tree, cells, workdir, parent, parallel), 1):
-            print(f"sweep cell {i}/{len(cells)} done: {cell.system} seed {cell.seed}")
+        calls = [
+            {"config": tree, "variant": cell.variant, "attn_dim": cell.attn_dim,
+             "seed": cell.seed, "workdir": workdir, "parent_run_id": parent}
+            for cell in cells
+        ]  # fmt: skip
+        for done, (index, out) in enumerate(run_in_workers(train_cell, calls, parallel), 1):
+            cell = cells[index]
+            print(f"sweep cell {done}/{len(cells)} done: {cell.system} seed {cell.seed}")
             COMPUTE_SECONDS["sweep"] += out["compute_seconds"]
             run_dirs.setdefault(cell.system, {})[cell.seed] = out["run_dir"]
             for split, s in out["scores"].items():
@@ -127,45 +122,6 @@ def sweep_flow(
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in sorted(rows)]
     publish("\n".join(lines), "sweep-scores", "Test BLEU per sweep cell")
     return {"parent_run_id": parent, "report": path, "cells": len(cells)}
-
-
-def _train_cells(
-    tree: dict[str, Any], cells: list, workdir: str, parent: str, parallel: int
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """(cell, train_cell output) as each cell finishes; in order when `parallel` is 1.
-
-    With workers, every submitted cell runs to its end even when another fails (no finished
-    work is thrown away: a rerun resumes), then the first failure is raised.
-    """
-    if parallel == 1:
-        for cell in cells:
-            print(f"sweep cell: {cell.system} seed {cell.seed}")
-            yield cell, train_cell(tree, cell.variant, cell.attn_dim, cell.seed, workdir, parent)
-        return
-    workers = min(parallel, len(cells))
-    runner = ProcessPoolTaskRunner(
-        max_workers=workers, initializer=_share_cores, initargs=(workers,)
-    )
-    with runner:
-        futures = {
-            runner.submit(train_cell, {"config": tree, "variant": cell.variant,
-                                       "attn_dim": cell.attn_dim, "seed": cell.seed,
-                                       "workdir": workdir, "parent_run_id": parent}): cell
-            for cell in cells
-        }  # fmt: skip
-        print(f"sweep: {len(cells)} cells on {workers} worker processes")
-        failures = []
-        for future in as_completed(list(futures)):
-            cell = futures[future]
-            try:
-                out = future.result()
-            except Exception as exc:
-                failures.append(exc)
-                print(f"sweep cell failed: {cell.system} seed {cell.seed}: {exc}")
-                continue
-            yield cell, out
-        if failures:
-            raise failures[0]
 
 
 if __name__ == "__main__":

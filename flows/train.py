@@ -11,8 +11,10 @@ from flows._common import (
     COMPUTE_SECONDS,
     DEFAULT_WORKDIR,
     as_config,
+    check_parallel,
     publish,
     resolve_config,
+    run_in_workers,
     run_tags,
 )
 
@@ -31,12 +33,11 @@ def train_seed(
 
     from attnbench.pipeline import train_seed as run
 
-    out = run(
+    print(f"training {dataset}/{variant} seed {seed}")
+    return run(
         as_config(config), dataset, variant, settings, seed, Path(workdir), parent_run_id,
         run_tags(),
     )  # fmt: skip
-    COMPUTE_SECONDS["train"] += out["compute_seconds"]  # training + decoding + scoring
-    return out
 
 
 @flow(name="train", log_prints=True)
@@ -48,33 +49,43 @@ def train_flow(
     best: dict[str, dict[str, dict[str, Any]]] | None = None,
     resolved: dict[str, Any] | None = None,
     parent_run_id: str | None = None,
+    parallel: int = 1,
 ) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
     """Train each variant's tuned settings with every seed and score all test splits.
 
     `best` is the tune flow's output; without it the config's own settings are trained.
+    `parallel` models train at once, each in its own worker process.
     """
     from attnbench.pipeline import dataset_configs
 
+    check_parallel(parallel)
     tree = resolved or resolve_config(preset, config, overrides)
     cfg = as_config(tree)
+    calls = [
+        {"config": tree, "dataset": dataset, "variant": variant,
+         "settings": ((best or {}).get(dataset, {}).get(variant) or {}).get("best_params", {}),
+         "seed": seed, "workdir": workdir, "parent_run_id": parent_run_id}
+        for dataset in dataset_configs(cfg)
+        for variant in cfg.benchmark.variants
+        for seed in cfg.benchmark.seeds
+    ]  # fmt: skip
+    results: dict[int, dict[str, Any]] = {}
+    for index, out in run_in_workers(train_seed, calls, parallel):
+        results[index] = out
+        COMPUTE_SECONDS["train"] += out["compute_seconds"]  # training + decoding + scoring
     runs: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
     lines = [
         "| dataset | variant | seed | split | BLEU | chrF | TER |",
         "|---|---|---|---|---|---|---|",
     ]
-    for dataset in dataset_configs(cfg):
-        runs[dataset] = {}
-        for variant in cfg.benchmark.variants:
-            settings = ((best or {}).get(dataset, {}).get(variant) or {}).get("best_params", {})
-            runs[dataset][variant] = {}
-            for seed in cfg.benchmark.seeds:
-                out = train_seed(tree, dataset, variant, settings, seed, workdir, parent_run_id)
-                runs[dataset][variant][seed] = out
-                for split, s in out["scores"].items():
-                    lines.append(
-                        f"| {dataset} | {variant} | {seed} | {split} | {s['bleu']:.2f} | "
-                        f"{s['chrf']:.2f} | {s['ter']:.2f} |"
-                    )
+    for index, call in enumerate(calls):  # in config order, however the runs finished
+        out = results[index]
+        runs.setdefault(call["dataset"], {}).setdefault(call["variant"], {})[call["seed"]] = out
+        for split, s in out["scores"].items():
+            lines.append(
+                f"| {call['dataset']} | {call['variant']} | {call['seed']} | {split} | "
+                f"{s['bleu']:.2f} | {s['chrf']:.2f} | {s['ter']:.2f} |"
+            )
     publish("\n".join(lines), "final-scores", "Test scores")
     return runs
 

@@ -73,7 +73,7 @@ def test_sigterm_stops_the_flow_and_its_ephemeral_prefect_server(tmp_path, share
                 tail = log.read_text()[-2000:]
                 pytest.fail(f"the sweep ended early ({proc.returncode}):\n{tail}")
             servers[:] = [pid for pid, cmd in _children(proc.pid).items() if "uvicorn" in cmd]
-            return bool(servers) and "sweep cell:" in log.read_text()
+            return bool(servers) and "training sweep cell" in log.read_text()
 
         _wait_for(flow_is_training, 180, "the flow to start training with its Prefect server")
         proc.send_signal(signal.SIGTERM)
