@@ -93,10 +93,16 @@ def timing_table(timing: list[dict[str, Any]]) -> str:
         share = "n/a" if r["overhead_share"] is None else f"{100 * r['overhead_share']:.0f}%"
         lines.append(f"| {r['step']} | {r['wall_s']:.1f} | {compute} | {share} |")
     wall = sum(r["wall_s"] for r in timing)
-    known = [r for r in timing if r["compute_s"] is not None]
-    compute = sum(r["compute_s"] for r in known)
-    share = 1 - compute / wall if wall else 0.0
-    lines.append(f"| total | {wall:.1f} | {compute:.1f} | {100 * share:.0f}% |")
+    compute = sum(r["compute_s"] for r in timing if r["compute_s"] is not None)
+    # the share only over steps that have one: with workers, compute runs concurrently
+    shared = [r for r in timing if r["overhead_share"] is not None]
+    shared_wall = sum(r["wall_s"] for r in shared)
+    share = "n/a"
+    if shared_wall:
+        share = f"{100 * (1 - sum(r['compute_s'] for r in shared) / shared_wall):.0f}%"
+        if len(shared) < len(timing):
+            share += " (steps with a share)"
+    lines.append(f"| total | {wall:.1f} | {compute:.1f} | {share} |")
     return "\n".join(lines)
 
 

@@ -50,3 +50,16 @@ def test_one_worker_runs_in_order_in_this_process(prefect_harness):
 def test_a_worker_count_below_one_is_refused(prefect_harness):
     with pytest.raises(UserError, match="parallel must be at least 1"):
         collect([1], parallel=0)
+
+
+def test_the_timing_table_gives_no_overhead_share_for_concurrent_compute():
+    from flows.benchmark import timing_table
+
+    rows = [
+        {"step": "prepare", "wall_s": 1.0, "compute_s": None, "overhead_share": None},
+        {"step": "tune", "wall_s": 100.0, "compute_s": 90.0, "overhead_share": 0.1},
+        {"step": "train", "wall_s": 300.0, "compute_s": 550.0, "overhead_share": None},
+    ]
+    table = timing_table(rows)
+    assert "| train | 300.0 | 550.0 | n/a |" in table
+    assert "| total | 401.0 | 640.0 | 10% (steps with a share) |" in table  # tune's 10% only
