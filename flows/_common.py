@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,41 +71,98 @@ def publish(markdown: str, key: str, description: str) -> None:
 
 
 def run_in_workers(
-    task: Any, calls: list[dict[str, Any]], parallel: int
-) -> Iterator[tuple[int, Any]]:
-    """Run `task(**call)` for every call; yields (index into `calls`, result) as each finishes.
+    task: Any,
+    calls: list[dict[str, Any]],
+    parallel: int,
+    on_result: Callable[[int, Any], None],
+) -> None:
+    """Run `task(**call)` for every call; `on_result(index into calls, result)` as each finishes.
 
-    `parallel` 1: in order, in this process (Ctrl+C stops at once). More: that many worker
-    processes (Prefect's ProcessPoolTaskRunner) with the CPU cores shared out between them;
-    every call runs to its end even when another fails (finished work is kept, and a rerun
-    resumes the rest), then the first failure is raised.
+    `parallel` 1: in order, in this process. More: that many worker processes (Prefect's
+    ProcessPoolTaskRunner) with the CPU cores shared out between them; every call runs to its
+    end even when another fails (finished work is kept, and a rerun resumes the rest), then
+    the first failure is raised. Ctrl+C or SIGTERM stops the workers at once: each marks its
+    MLflow run failed, and a rerun resumes from the checkpoints. (A callback rather than a
+    generator, so that an interrupt anywhere in the loop still reaches the cleanup here.)
     """
     check_parallel(parallel)
     if parallel == 1:
         for index, call in enumerate(calls):
-            yield index, task(**call)
+            on_result(index, task(**call))
         return
     from prefect.futures import as_completed
     from prefect.task_runners import ProcessPoolTaskRunner
 
     workers = max(1, min(parallel, len(calls)))
     runner = ProcessPoolTaskRunner(
-        max_workers=workers, initializer=share_cores, initargs=(workers,)
+        max_workers=workers, initializer=prepare_worker, initargs=(workers,)
     )
-    with runner:
-        futures = {runner.submit(task, call): index for index, call in enumerate(calls)}
-        print(f"{len(calls)} {task.name} runs on {workers} worker processes")
-        failures: list[BaseException] = []
-        for future in as_completed(list(futures)):
+    failures: list[BaseException] = []
+    try:
+        with _workers_report_here(), runner:
             try:
-                result = future.result()
-            except Exception as exc:
-                failures.append(exc)
-                print(f"{task.name} {futures[future] + 1}/{len(calls)} failed: {exc}")
-                continue
-            yield futures[future], result
-        if failures:
-            raise failures[0]
+                futures = {runner.submit(task, call): i for i, call in enumerate(calls)}
+                print(f"{len(calls)} {task.name} runs on {workers} worker processes")
+                for future in as_completed(list(futures)):
+                    try:
+                        result = future.result()
+                    except Exception as exc:
+                        failures.append(exc)
+                        print(f"{task.name} {futures[future] + 1}/{len(calls)} failed: {exc}")
+                        continue
+                    on_result(futures[future], result)
+            except BaseException:  # Ctrl+C, SIGTERM: do not wait for the models to finish
+                _stop_workers()  # the running models unwind: their MLflow runs end FAILED
+                raise
+    except BaseException:
+        _stop_workers(grace_s=WORKER_UNWIND_S + 5.0)  # workers idle on their queue end too
+        raise
+    if failures:
+        raise failures[0]
+
+
+@contextmanager
+def _workers_report_here() -> Iterator[None]:
+    """Point the workers at this process's Prefect API while they run.
+
+    In Prefect's ephemeral mode (no PREFECT_API_URL) every spawned worker would otherwise start
+    a temporary server of its own on the same database (measured: one per worker, ~5 s each).
+    """
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        yield
+        return
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        url = str(client.api_url)
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+
+
+def _stop_workers(grace_s: float | None = None) -> None:
+    """SIGTERM to this process's worker processes (its multiprocessing children); with
+    `grace_s`, wait that long for them to end, then kill what is left."""
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    if grace_s is None:
+        return
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
 
 
 def check_parallel(parallel: int) -> None:
@@ -116,9 +173,43 @@ def check_parallel(parallel: int) -> None:
         raise UserError(f"parallel must be at least 1 (worker processes), got {parallel}")
 
 
-def share_cores(workers: int) -> None:
-    """A worker process's torch threads: an equal share of the cores, so N workers do not
-    oversubscribe the machine with N x cores threads."""
+#: seconds a worker has, after SIGTERM, to unwind the model it is training before it exits
+WORKER_UNWIND_S = 5.0
+
+
+def prepare_worker(workers: int) -> None:
+    """Set up a worker process: an equal share of the cores for torch (N workers must not
+    oversubscribe the machine with N x cores threads), and SIGTERM as SystemExit, so the model
+    it is training unwinds (its MLflow run is marked failed) before the process ends.
+
+    Only the first SIGTERM raises: a second one must not cut the unwinding short. The process
+    then ends WORKER_UNWIND_S later whatever it is doing (idle on the pool's queue, it would
+    otherwise wait there for work that never comes).
+    """
+    import signal
+    import sys
+    import threading
+
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+    def _exit(signum: int, frame: object) -> None:
+        if _TERMINATING:
+            return
+        _TERMINATING.append(signum)
+        threading.Timer(WORKER_UNWIND_S, os._exit, args=(128 + signum,)).start()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
+#: set in a worker process once it got SIGTERM (see `prepare_worker`)
+_TERMINATING: list[int] = []
+
+
+def exit_if_terminating() -> None:
+    """First line of every task `run_in_workers` runs: a worker told to stop takes no new
+    call from its queue (the pool hands queued calls on) and leaves before doing any work."""
+    if _TERMINATING:
+        os._exit(128 + _TERMINATING[0])

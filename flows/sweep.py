@@ -21,6 +21,7 @@ from flows._common import (
     DEFAULT_WORKDIR,
     as_config,
     check_parallel,
+    exit_if_terminating,
     publish,
     resolve_config,
     run_in_workers,
@@ -42,6 +43,7 @@ def train_cell(
     from attnbench.pipeline import train_sweep_cell
     from attnbench.sweep import SweepCell
 
+    exit_if_terminating()
     cell = SweepCell(variant, attn_dim, seed)
     print(f"training sweep cell {cell.system} seed {seed}")
     return train_sweep_cell(as_config(config), cell, Path(workdir), parent_run_id, run_tags())
@@ -103,13 +105,17 @@ def sweep_flow(
              "seed": cell.seed, "workdir": workdir, "parent_run_id": parent}
             for cell in cells
         ]  # fmt: skip
-        for done, (index, out) in enumerate(run_in_workers(train_cell, calls, parallel), 1):
+
+        def collect(index: int, out: dict[str, Any]) -> None:
             cell = cells[index]
+            done = sum(len(seeds) for seeds in run_dirs.values()) + 1
             print(f"sweep cell {done}/{len(cells)} done: {cell.system} seed {cell.seed}")
             COMPUTE_SECONDS["sweep"] += out["compute_seconds"]
             run_dirs.setdefault(cell.system, {})[cell.seed] = out["run_dir"]
             for split, s in out["scores"].items():
                 rows.append((cell.variant, cell.attn_dim, cell.seed, split, f"{s['bleu']:.2f}"))
+
+        run_in_workers(train_cell, calls, parallel, collect)
         paired_tests(tree, run_dirs, workdir, parent)
         path = write_report(tree, workdir, reports_dir, parent)
     except BaseException as exc:

@@ -12,6 +12,7 @@ from flows._common import (
     DEFAULT_WORKDIR,
     as_config,
     check_parallel,
+    exit_if_terminating,
     publish,
     resolve_config,
     run_in_workers,
@@ -33,6 +34,7 @@ def train_seed(
 
     from attnbench.pipeline import train_seed as run
 
+    exit_if_terminating()
     print(f"training {dataset}/{variant} seed {seed}")
     return run(
         as_config(config), dataset, variant, settings, seed, Path(workdir), parent_run_id,
@@ -70,9 +72,12 @@ def train_flow(
         for seed in cfg.benchmark.seeds
     ]  # fmt: skip
     results: dict[int, dict[str, Any]] = {}
-    for index, out in run_in_workers(train_seed, calls, parallel):
+
+    def collect(index: int, out: dict[str, Any]) -> None:
         results[index] = out
         COMPUTE_SECONDS["train"] += out["compute_seconds"]  # training + decoding + scoring
+
+    run_in_workers(train_seed, calls, parallel, collect)
     runs: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
     lines = [
         "| dataset | variant | seed | split | BLEU | chrF | TER |",

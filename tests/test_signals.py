@@ -50,7 +50,8 @@ def _wait_for(condition, timeout_s: float, what: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
-def test_sigterm_stops_the_flow_and_its_ephemeral_prefect_server(tmp_path, shared_data):
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_sigterm_stops_the_flow_its_workers_and_its_prefect_server(tmp_path, shared_data, parallel):
     env = {
         **os.environ,
         "ATTNBENCH_DATA_DIR": str(shared_data),
@@ -62,18 +63,24 @@ def test_sigterm_stops_the_flow_and_its_ephemeral_prefect_server(tmp_path, share
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "attnbench.cli", "sweep", "--preset", "britz-sweep-cpu",
-             *sets, "--workdir", str(tmp_path / "work"), "--reports-dir", str(tmp_path / "r")],
+             *sets, "--workdir", str(tmp_path / "work"), "--reports-dir", str(tmp_path / "r"),
+             "--parallel", str(parallel)],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
-    servers: list[int] = []
+    servers: list[int] = []  # Prefect's ephemeral server
+    workers: list[int] = []  # the pool's processes, with --parallel 2
     try:
 
         def flow_is_training() -> bool:
             if proc.poll() is not None:
                 tail = log.read_text()[-2000:]
                 pytest.fail(f"the sweep ended early ({proc.returncode}):\n{tail}")
-            servers[:] = [pid for pid, cmd in _children(proc.pid).items() if "uvicorn" in cmd]
-            return bool(servers) and "training sweep cell" in log.read_text()
+            children = _children(proc.pid)
+            servers[:] = [pid for pid, cmd in children.items() if "uvicorn" in cmd]
+            workers[:] = [pid for pid, cmd in children.items() if "spawn_main" in cmd]
+            training = log.read_text().count("training sweep cell") >= parallel
+            expected_workers = 0 if parallel == 1 else parallel  # 1: cells run in this process
+            return bool(servers) and len(workers) == expected_workers and training
 
         _wait_for(flow_is_training, 180, "the flow to start training with its Prefect server")
         proc.send_signal(signal.SIGTERM)
@@ -81,7 +88,7 @@ def test_sigterm_stops_the_flow_and_its_ephemeral_prefect_server(tmp_path, share
         text = log.read_text()
         assert "attnbench: terminated; rerun the same command to resume" in text
         assert "Traceback" not in text.split("attnbench: terminated")[-1]
-        _wait_for(lambda: not any(map(_running, servers)), 30, "the Prefect server to stop")
+        _wait_for(lambda: not any(map(_running, servers + workers)), 30, "its children to stop")
         runs = Tracker.local(tmp_path / "work", "attnbench-britz-sweep-cpu").search_runs("")
         assert "RUNNING" not in set(runs["status"])  # the parent and the cut cell: FAILED
         assert "FAILED" in set(runs["status"])
@@ -89,5 +96,5 @@ def test_sigterm_stops_the_flow_and_its_ephemeral_prefect_server(tmp_path, share
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-        for pid in filter(_running, servers):
+        for pid in filter(_running, servers + workers):
             os.kill(pid, signal.SIGKILL)

@@ -22,11 +22,12 @@ def square_in_a_worker(x: int) -> tuple[int, int]:
 @flow
 def collect(xs: list[int], parallel: int) -> dict:
     results, error = {}, None
+
+    def collect(index: int, out: tuple[int, int]) -> None:
+        results[xs[index]] = out
+
     try:
-        for index, (value, pid) in run_in_workers(
-            square_in_a_worker, [{"x": x} for x in xs], parallel
-        ):
-            results[xs[index]] = (value, pid)
+        run_in_workers(square_in_a_worker, [{"x": x} for x in xs], parallel, collect)
     except ValueError as exc:
         error = str(exc)
     return {"results": results, "error": error, "flow_pid": os.getpid()}
