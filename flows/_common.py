@@ -98,25 +98,21 @@ def run_in_workers(
         max_workers=workers, initializer=prepare_worker, initargs=(workers,)
     )
     failures: list[BaseException] = []
-    try:
-        with _workers_report_here(), runner:
-            try:
-                futures = {runner.submit(task, call): i for i, call in enumerate(calls)}
-                print(f"{len(calls)} {task.name} runs on {workers} worker processes")
-                for future in as_completed(list(futures)):
-                    try:
-                        result = future.result()
-                    except Exception as exc:
-                        failures.append(exc)
-                        print(f"{task.name} {futures[future] + 1}/{len(calls)} failed: {exc}")
-                        continue
-                    on_result(futures[future], result)
-            except BaseException:  # Ctrl+C, SIGTERM: do not wait for the models to finish
-                _stop_workers()  # the running models unwind: their MLflow runs end FAILED
-                raise
-    except BaseException:
-        _stop_workers(grace_s=WORKER_UNWIND_S + 5.0)  # workers idle on their queue end too
-        raise
+    with _workers_report_here(), runner:
+        try:
+            futures = {runner.submit(task, call): i for i, call in enumerate(calls)}
+            print(f"{len(calls)} {task.name} runs on {workers} worker processes")
+            for future in as_completed(list(futures)):
+                try:
+                    result = future.result()
+                except Exception as exc:
+                    failures.append(exc)
+                    print(f"{task.name} {futures[future] + 1}/{len(calls)} failed: {exc}")
+                    continue
+                on_result(futures[future], result)
+        except BaseException:  # Ctrl+C, SIGTERM: stop the workers before the pool waits on them
+            _stop_workers(grace_s=WORKER_UNWIND_S + 5.0)
+            raise
     if failures:
         raise failures[0]
 
@@ -148,16 +144,15 @@ def _workers_report_here() -> Iterator[None]:
             os.environ["PREFECT_API_URL"] = previous
 
 
-def _stop_workers(grace_s: float | None = None) -> None:
-    """SIGTERM to this process's worker processes (its multiprocessing children); with
-    `grace_s`, wait that long for them to end, then kill what is left."""
+def _stop_workers(grace_s: float) -> None:
+    """SIGTERM to this process's worker processes (its multiprocessing children): the models
+    they train unwind (MLflow runs end FAILED) and they exit (`prepare_worker`). Whatever is
+    still alive after `grace_s` is killed."""
     import multiprocessing
 
     children = multiprocessing.active_children()
     for child in children:
         child.terminate()
-    if grace_s is None:
-        return
     deadline = time.monotonic() + grace_s
     for child in children:
         child.join(max(0.0, deadline - time.monotonic()))
