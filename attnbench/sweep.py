@@ -59,13 +59,11 @@ def sweep_cells(cfg: ExperimentConfig) -> list[SweepCell]:
 def _check_buildable(cfg: ExperimentConfig, variant: str, attn_dim: int) -> None:
     """Build each cell's attention before any training, so an impossible cell (a dimension the
     heads do not divide) is one line up front, not a failure after hours of other cells."""
-    from attnbench.attention import build_attention
+    from attnbench.models import build_model_attention
 
-    model = cfg.model
-    options = {"chunk_size": model.chunk_size} if model.chunk_size is not None else {}
+    model = cfg.model.model_copy(update={"attention": variant, "attn_dim": attn_dim})
     try:
-        build_attention(variant, query_dim=model.hidden_dim, key_dim=model.hidden_dim,
-                        attn_dim=attn_dim, num_heads=model.num_heads, **options)  # fmt: skip
+        build_model_attention(model)
     except (UserError, ValueError) as exc:
         raise UserError(f"sweep cell {variant}@{attn_dim} cannot be built: {exc}") from exc
 

@@ -200,7 +200,8 @@ def _base_row(mode: str, variant: str, device: torch.device, **fields: Any) -> d
     }
 
 
-def _train_fn(model: Seq2Seq, data: dict[str, Tensor]) -> Callable[[], float]:
+def train_step_fn(model: Seq2Seq, data: dict[str, Tensor]) -> Callable[[], float]:
+    """One Adam step on `data` per call: what the train-step modes time."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step() -> float:
@@ -249,7 +250,7 @@ def train_step_throughput(
         model = build_bench_model(variant, hidden, vocab, recompute_keys=recompute_keys)
         model = model.to(device).train()
         data = random_batch(batch, src_len, tgt_len, vocab, device)
-        (times,) = _interleaved([_train_fn(model, data)], device, repeats, warmup)
+        (times,) = _interleaved([train_step_fn(model, data)], device, repeats, warmup)
     except Exception as exc:  # a failed cell is a row, not a crash
         return {**row, **_failure(exc, device)}
     return {**row, **_summary(times, batch * tgt_len)}
@@ -320,7 +321,7 @@ def key_projection_comparison(
         once = build_bench_model(variant, hidden, vocab).to(device).train()
         per_step = per_step_copy(once)
         data = random_batch(batch, src_len, tgt_len, vocab, device)
-        fns = [_train_fn(once, data), _train_fn(per_step, data)]
+        fns = [train_step_fn(once, data), train_step_fn(per_step, data)]
         times = _interleaved(fns, device, repeats, warmup)
     except Exception as exc:
         failure = _failure(exc, device)

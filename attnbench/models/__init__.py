@@ -10,7 +10,7 @@ from attnbench.models.decoder import (
 )
 from attnbench.models.encoder import Encoder
 from attnbench.models.search import Hypothesis, beam_search, greedy_search, length_penalty
-from attnbench.models.seq2seq import Seq2Seq, build_model, count_parameters
+from attnbench.models.seq2seq import Seq2Seq, build_model, build_model_attention, count_parameters
 
 __all__ = [
     "DECODERS",
@@ -24,6 +24,7 @@ __all__ = [
     "Seq2Seq",
     "beam_search",
     "build_model",
+    "build_model_attention",
     "count_parameters",
     "greedy_search",
     "length_penalty",

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from attnbench.attention import build_attention
+from attnbench.attention import Attention, build_attention
 from attnbench.models.decoder import DECODERS, AttentiveDecoder, DecoderState, Memory
 from attnbench.models.encoder import Encoder
 
@@ -36,10 +36,10 @@ class Seq2Seq(nn.Module):
         return self.decoder(tgt_in, state, memory)
 
 
-def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    """The model a config describes; the attention comes from the registry by name."""
+def build_model_attention(cfg: ModelConfig) -> Attention:
+    """The attention a model config describes, from the registry by name."""
     attention_options = {"chunk_size": cfg.chunk_size} if cfg.chunk_size is not None else {}
-    attention = build_attention(
+    return build_attention(
         cfg.attention,
         query_dim=cfg.hidden_dim,
         key_dim=cfg.hidden_dim,
@@ -47,6 +47,11 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
         num_heads=cfg.num_heads,
         **attention_options,
     )
+
+
+def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    """The model a config describes."""
+    attention = build_model_attention(cfg)
     encoder = Encoder(
         src_vocab, cfg.emb_dim, cfg.hidden_dim, cfg.enc_layers, cfg.rnn, cfg.dropout, PAD_ID
     )

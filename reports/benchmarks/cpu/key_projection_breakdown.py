@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from attnbench.bench.model_modes import (
-    _train_fn,
     build_bench_model,
     per_step_copy,
     random_batch,
+    train_step_fn,
 )
 
 BATCH, SRC, TGT, HIDDEN, VOCAB = 16, 80, 20, 512, 8000
@@ -74,8 +74,8 @@ def main() -> None:
         "generator + loss (fwd+bwd)": generator_and_loss,
         "Adam step": optimizer.step,
         "key projection U_a h_j (fwd+bwd), one": key_projection,
-        "training step, keys once": _train_fn(model, data),
-        "training step, keys per step": _train_fn(per_step_copy(model), data),
+        "training step, keys once": train_step_fn(model, data),
+        "training step, keys per step": train_step_fn(per_step_copy(model), data),
     }
     times: dict[str, list[float]] = {name: [] for name in parts}
     for fn in parts.values():  # warm-up
