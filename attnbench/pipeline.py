@@ -203,8 +203,15 @@ def tune_variant(
         tracker.end_run(run_id)
         return result.best_score
 
+    def close_orphan_run(trial: optuna.trial.FrozenTrial) -> None:
+        """A trial whose process died left its MLflow run RUNNING: the dashboard says FAILED."""
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and tracker.client.get_run(run_id).info.status == "RUNNING":
+            tracker.set_tags(run_id, {"trial_state": "FAIL"})
+            tracker.fail(run_id, ProcessLookupError("the trial's process died"))
+
     storage = make_storage(cfg.tune.storage, workdir)
-    result = run_study(name, objective, cfg.tune, base.train.epochs, storage)
+    result = run_study(name, objective, cfg.tune, base.train.epochs, storage, close_orphan_run)
     if not result.best_params:
         raise UserError(
             f"study {name}: no trial completed ({result.states}); see the failed trials' "

@@ -150,11 +150,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+OrphanHandler = Callable[[optuna.trial.FrozenTrial], None]
+
+
+def fail_orphaned_trials(study: optuna.Study, on_orphan: OrphanHandler | None = None) -> list[int]:
     """Mark RUNNING trials whose process on this host has died as FAIL; returns their numbers.
 
     The journal storage has no heartbeat, so a killed tuning process would otherwise leave
     its trial RUNNING forever. RDB storage also fails stale trials through heartbeats.
+    `on_orphan` lets the caller close what the dead process left open (its MLflow run).
     """
     host = socket.gethostname()
     orphans = []
@@ -164,16 +168,23 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
             study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "process died")
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             orphans.append(trial.number)
+            if on_orphan is not None:
+                on_orphan(trial)
     if isinstance(study._storage, RDBStorage):
         optuna.storages.fail_stale_trials(study)
     return orphans
 
 
-def wait_for_other_workers(study: optuna.Study, minutes: float, poll_s: float = 5.0) -> None:
+def wait_for_other_workers(
+    study: optuna.Study,
+    minutes: float,
+    poll_s: float = 5.0,
+    on_orphan: OrphanHandler | None = None,
+) -> None:
     """Trials still running elsewhere may become the best: wait for them (bounded)."""
     deadline = time.monotonic() + 60 * minutes
     while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        fail_orphaned_trials(study)
+        fail_orphaned_trials(study, on_orphan)
         if time.monotonic() > deadline:
             raise UserError(
                 f"study {study.study_name}: trials still running on other workers after "
@@ -198,6 +209,7 @@ def run_study(
     cfg: TuneConfig,
     epochs: int,
     storage: optuna.storages.BaseStorage,
+    on_orphan: OrphanHandler | None = None,
 ) -> StudyResult:
     """Create or resume a study and run trials until `cfg.n_trials` have finished in total.
 
@@ -218,7 +230,7 @@ def run_study(
             if attempt == 2:
                 raise
             time.sleep(0.5 * (attempt + 1))
-    orphans = fail_orphaned_trials(study)
+    orphans = fail_orphaned_trials(study, on_orphan)
     seed = worker_seed(cfg, study)
     study.sampler = make_sampler(cfg, seed)
 
@@ -238,7 +250,7 @@ def run_study(
             callbacks=[optuna.study.MaxTrialsCallback(cfg.n_trials, states=allotted)],
             gc_after_trial=True,
         )
-    wait_for_other_workers(study, cfg.wait_minutes)
+    wait_for_other_workers(study, cfg.wait_minutes, on_orphan=on_orphan)
     states = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = study.best_trial if complete else None

@@ -529,7 +529,11 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_rerun_completes(
         while True:
             trials = read_trials(stores.optuna, STUDY, missing_ok=True) or []
             complete = [t for t in trials if t.state.name == "COMPLETE"]
-            running = [t for t in trials if t.state.name == "RUNNING" and "pid" in t.user_attrs]
+            # its MLflow run started (the pid is recorded before, the run id after)
+            running = [
+                t for t in trials
+                if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
+            ]  # fmt: skip
             if complete and running:
                 break
             state = api_get(f"{server.url}/flow_runs/{run_id}")["state_type"]
@@ -585,3 +589,9 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_rerun_completes(
 
     runs = Tracker(default_tracking_uri(workdir), EXPERIMENT).search_runs("tags.kind = 'trial'")
     assert sorted(runs["tags.trial"].astype(int)) == list(range(n_trials))
+    # the killed trial's run, left RUNNING by the dead process, was closed by the rerun
+    status = dict(zip(runs["tags.trial"].astype(int), runs["status"], strict=True))
+    assert status == {n: "FAILED" if n == victim.number else "FINISHED" for n in trials}
+    killed_run = runs[runs["run_id"] == killed.user_attrs["mlflow_run_id"]].iloc[0]
+    assert killed_run["tags.trial_state"] == "FAIL"
+    assert "process died" in killed_run["tags.error"]

@@ -109,7 +109,9 @@ def test_orphaned_running_trials_of_dead_processes_are_failed(tmp_path):
     live = study.ask()
     live.set_user_attr("host", socket.gethostname())
     live.set_user_attr("pid", os.getpid())
-    assert fail_orphaned_trials(study) == [trial.number]
+    closed = []
+    assert fail_orphaned_trials(study, lambda t: closed.append(t.number)) == [trial.number]
+    assert closed == [trial.number]  # the caller's handler saw the orphan, and only it
     states = {t.number: t.state for t in study.get_trials()}
     assert states == {trial.number: TrialState.FAIL, live.number: TrialState.RUNNING}
 
