@@ -112,6 +112,7 @@ def run_in_workers(
                 on_result(futures[future], result)
         except BaseException:  # Ctrl+C, SIGTERM: stop the workers before the pool waits on them
             _stop_workers(grace_s=WORKER_UNWIND_S + 5.0)
+            _do_not_wait_for_worker_messages(runner)
             raise
     if failures:
         raise failures[0]
@@ -158,6 +159,21 @@ def _stop_workers(grace_s: float) -> None:
         child.join(max(0.0, deadline - time.monotonic()))
         if child.is_alive():
             child.kill()
+
+
+def _do_not_wait_for_worker_messages(runner: object) -> None:
+    """Let this process exit although a stopped worker may hold the log queue's write lock.
+
+    Workers send their logs to the parent through a multiprocessing queue guarded by one
+    lock shared by all writers; a worker that dies mid-send keeps it held for good. Prefect's
+    shutdown then cannot write its stop message to the queue, and at exit Python would wait
+    forever for that write (reproduced: about 1 SIGTERM in 4 with 2 workers). The workers are
+    gone, so nothing is left to forward: skip the wait. (`_subprocess_message_queue` is the
+    ProcessPoolTaskRunner's queue in Prefect 3.9; if it moves, this does nothing.)
+    """
+    queue = getattr(runner, "_subprocess_message_queue", None)
+    if queue is not None and hasattr(queue, "cancel_join_thread"):
+        queue.cancel_join_thread()
 
 
 def check_parallel(parallel: int) -> None:

@@ -64,3 +64,53 @@ def test_the_timing_table_gives_no_overhead_share_for_concurrent_compute():
     table = timing_table(rows)
     assert "| train | 300.0 | 550.0 | n/a |" in table
     assert "| total | 401.0 | 640.0 | 10% (steps with a share) |" in table  # tune's 10% only
+
+
+DIES_HOLDING_THE_LOCK = """
+import multiprocessing, os, sys, types
+
+from flows._common import _do_not_wait_for_worker_messages
+
+
+def die_holding(lock):  # a worker killed while sending a log message
+    lock.acquire()
+    os._exit(1)
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()  # the pool's log queue: one write lock for every writer
+    worker = context.Process(target=die_holding, args=(queue._wlock,))
+    worker.start()
+    worker.join()
+    if sys.argv[1] == "skip-the-wait":
+        _do_not_wait_for_worker_messages(types.SimpleNamespace(_subprocess_message_queue=queue))
+    queue.put_nowait("stop")  # what Prefect's shutdown writes: it can never get the lock
+    print("exiting", flush=True)
+"""
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_a_worker_dead_with_the_queue_lock_does_not_hang_the_exit(tmp_path, skip):
+    """Reproduces the hang seen once in CI after SIGTERM with 2 workers, and its fix; without
+    the fix the process must still be waiting, which shows the test sees the hazard."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "dies_holding_the_lock.py"
+    script.write_text(DIES_HOLDING_THE_LOCK)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    mode = "skip-the-wait" if skip else "wait"
+    proc = subprocess.Popen([sys.executable, str(script), mode], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        rc = proc.wait(timeout=30 if skip else 8)
+    except subprocess.TimeoutExpired:
+        rc = None
+    finally:
+        proc.kill()
+        out = proc.communicate()[0]
+    assert "exiting" in out  # it got to the end of its work either way
+    assert rc == (0 if skip else None)
