@@ -102,7 +102,7 @@ def _batches(pairs: list, cfg: ExperimentConfig, seed: int, shuffle: bool) -> li
 
 def _loss_sum(model: Seq2Seq, batch: Batch, smoothing: float) -> torch.Tensor:
     """Summed (label-smoothed) cross-entropy over the batch's target tokens."""
-    logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
+    logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in, need_weights=False)
     return nn.functional.cross_entropy(
         logits.float().flatten(0, 1),
         batch.tgt_out.flatten(),

@@ -137,3 +137,38 @@ def test_beam_search_returns_attention_per_step():
         assert hyp.weights.shape[1] == n
         assert hyp.weights.shape[0] in (len(hyp.tokens), len(hyp.tokens) + 1)
         torch.testing.assert_close(hyp.weights.sum(-1), torch.ones(hyp.weights.shape[0]))
+
+
+@pytest.mark.parametrize(("decoder", "attention", "rnn", "feeding"), COMBOS)
+def test_without_weights_the_logits_are_the_same(decoder, attention, rnn, feeding):
+    """need_weights=False (training) may take a fused path; it must compute the same model.
+    Under no_grad additive attention runs the CPU kernel, so both paths are compared."""
+    model = tiny_model(decoder, attention, rnn, feeding)
+    src, lengths = batch_of_sources()
+    tgt_in = torch.tensor([[BOS_ID, 5, 6, 7], [BOS_ID, 8, 9, 0], [BOS_ID, 4, 0, 0]])
+    logits, weights = model(src, lengths, tgt_in)
+    assert weights is not None
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            fast, none = model(src, lengths, tgt_in, need_weights=False)
+        assert none is None
+        torch.testing.assert_close(fast, logits, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("decoder", ["bahdanau", "luong"])
+def test_the_training_loss_asks_the_attention_for_no_weights(decoder):
+    """So that on CUDA the fused Triton kernel runs in training, not only in benchmarks."""
+    from attnbench.data.batching import Batch
+    from attnbench.train import _loss_sum
+
+    model = tiny_model(decoder).train()
+    asked: list[bool] = []
+    model.decoder.attention.register_forward_pre_hook(
+        lambda module, args, kwargs: asked.append(kwargs.get("need_weights", True)),
+        with_kwargs=True,
+    )
+    src, lengths = batch_of_sources()
+    tgt_in = torch.tensor([[BOS_ID, 5, 6], [BOS_ID, 8, 9], [BOS_ID, 4, 5]])
+    tgt_out = torch.tensor([[5, 6, EOS_ID], [8, 9, EOS_ID], [4, 5, EOS_ID]])
+    _loss_sum(model, Batch(src, lengths, tgt_in, tgt_out, [0, 1, 2]), 0.0).backward()
+    assert asked and not any(asked)

@@ -115,7 +115,7 @@ def random_batch(
 
 def sequence_loss(model: Seq2Seq, data: dict[str, Tensor]) -> Tensor:
     """Teacher-forced token cross-entropy, the loss a training step minimises."""
-    logits, _ = model(data["src"], data["src_lengths"], data["tgt_in"])
+    logits, _ = model(data["src"], data["src_lengths"], data["tgt_in"], need_weights=False)
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), data["tgt_out"].reshape(-1), ignore_index=PAD_ID
     )

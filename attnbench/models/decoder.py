@@ -108,11 +108,17 @@ class AttentiveDecoder(nn.Module):
     def _initial_feed(self, s0: Tensor) -> Tensor | None:
         return None
 
-    def _attend(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
-        """query (B, T, H) -> (context (B, T, H), weights (B, T, S))."""
+    def _attend(
+        self, query: Tensor, memory: Memory, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """query (B, T, H) -> (context (B, T, H), weights (B, T, S) or None).
+
+        Without weights the attention may run a fused kernel (additive on CUDA with Triton).
+        """
         return self.attention(
-            query, memory.keys, memory.keys, memory.mask, prepared_keys=memory.prepared
-        )
+            query, memory.keys, memory.keys, memory.mask, prepared_keys=memory.prepared,
+            need_weights=need_weights,
+        )  # fmt: skip
 
     def _run_rnn(self, rnn_input: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         output, hx = self.rnn(rnn_input, state.rnn_hx())
@@ -121,9 +127,9 @@ class AttentiveDecoder(nn.Module):
         return output, replace(state, hidden=hx)
 
     def _step(
-        self, embedded: Tensor, state: DecoderState, memory: Memory
-    ) -> tuple[Tensor, DecoderState, Tensor]:
-        """embedded (B, 1, E) -> (pre-output (B, 1, H), new state, weights (B, 1, S))."""
+        self, embedded: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """embedded (B, 1, E) -> (pre-output (B, 1, H), new state, weights (B, 1, S) or None)."""
         raise NotImplementedError
 
     def step(
@@ -134,19 +140,22 @@ class AttentiveDecoder(nn.Module):
         pre, state, weights = self._step(embedded, state, memory)
         return self.generator(self.dropout(pre)).squeeze(1), state, weights.squeeze(1)
 
-    def forward(self, tgt_in: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, Tensor]:
-        """Teacher forcing: tgt_in (B, T) -> (logits (B, T, V), weights (B, T, S)).
+    def forward(
+        self, tgt_in: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing: tgt_in (B, T) -> (logits (B, T, V), weights (B, T, S) or None).
 
         Steps one at a time, then applies the generator to all steps in one matmul.
         """
         embedded = self.dropout(self.embedding(tgt_in))
         pres, weights = [], []
         for t in range(tgt_in.shape[1]):
-            pre, state, w = self._step(embedded[:, t : t + 1], state, memory)
+            pre, state, w = self._step(embedded[:, t : t + 1], state, memory, need_weights)
             pres.append(pre)
             weights.append(w)
         pre_all = torch.cat(pres, dim=1)
-        return self.generator(self.dropout(pre_all)), torch.cat(weights, dim=1)
+        all_weights = torch.cat(weights, dim=1) if need_weights else None
+        return self.generator(self.dropout(pre_all)), all_weights
 
 
 class BahdanauDecoder(AttentiveDecoder):
@@ -160,10 +169,10 @@ class BahdanauDecoder(AttentiveDecoder):
         self.readout = nn.Linear(2 * hidden_dim + emb_dim, hidden_dim)
 
     def _step(
-        self, embedded: Tensor, state: DecoderState, memory: Memory
-    ) -> tuple[Tensor, DecoderState, Tensor]:
+        self, embedded: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
         query = state.hidden[-1].unsqueeze(1)  # s_{i-1}, (B, 1, H)
-        context, weights = self._attend(query, memory)
+        context, weights = self._attend(query, memory, need_weights)
         output, state = self._run_rnn(torch.cat([embedded, context], dim=-1), state)
         pre = torch.tanh(self.readout(torch.cat([output, context, embedded], dim=-1)))
         return pre, state, weights
@@ -184,27 +193,32 @@ class LuongDecoder(AttentiveDecoder):
     def _initial_feed(self, s0: Tensor) -> Tensor | None:
         return torch.zeros_like(s0).unsqueeze(1) if self.input_feeding else None
 
-    def _attentional(self, output: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
-        context, weights = self._attend(output, memory)
+    def _attentional(
+        self, output: Tensor, memory: Memory, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        context, weights = self._attend(output, memory, need_weights)
         return torch.tanh(self.combine(torch.cat([context, output], dim=-1))), weights
 
     def _step(
-        self, embedded: Tensor, state: DecoderState, memory: Memory
-    ) -> tuple[Tensor, DecoderState, Tensor]:
+        self, embedded: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
         rnn_input = embedded if state.feed is None else torch.cat([embedded, state.feed], dim=-1)
         output, state = self._run_rnn(rnn_input, state)
-        pre, weights = self._attentional(output, memory)
+        pre, weights = self._attentional(output, memory, need_weights)
         if self.input_feeding:
             state = replace(state, feed=pre)
         return pre, state, weights
 
-    def forward(self, tgt_in: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, Tensor]:
-        """tgt_in (B, T) -> (logits (B, T, V), weights (B, T, S)); all steps at once w/o feeding."""
+    def forward(
+        self, tgt_in: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """tgt_in (B, T) -> (logits (B, T, V), weights (B, T, S) or None); all steps at once
+        without input feeding."""
         if self.input_feeding:
-            return super().forward(tgt_in, state, memory)
+            return super().forward(tgt_in, state, memory, need_weights)
         embedded = self.dropout(self.embedding(tgt_in))
         output, _ = self._run_rnn(embedded, state)
-        pre, weights = self._attentional(output, memory)
+        pre, weights = self._attentional(output, memory, need_weights)
         return self.generator(self.dropout(pre)), weights
 
 

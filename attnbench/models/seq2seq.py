@@ -30,10 +30,16 @@ class Seq2Seq(nn.Module):
         memory = self.decoder.memory(outputs, src == PAD_ID)
         return memory, self.decoder.init_state(final)
 
-    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
-        """Teacher forcing -> (logits (B, T, V), attention weights (B, T, S))."""
+    def forward(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing -> (logits (B, T, V), attention weights (B, T, S) or None).
+
+        Training passes `need_weights=False`: the attention may then use a fused kernel (the
+        Triton one for additive attention on CUDA) that never builds the weights.
+        """
         memory, state = self.encode(src, src_lengths)
-        return self.decoder(tgt_in, state, memory)
+        return self.decoder(tgt_in, state, memory, need_weights)
 
 
 def build_model_attention(cfg: ModelConfig) -> Attention:
