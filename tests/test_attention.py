@@ -125,6 +125,31 @@ def test_gradients_reach_every_parameter_and_stay_finite(name, heads, attn_dim):
     assert torch.all(query.grad[1] == 0)  # the all-padding row does not depend on its query
 
 
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize(("name", "heads", "attn_dim"), CASES)
+def test_without_weights_the_formula_and_its_gradients_hold(name, heads, attn_dim, masked):
+    """need_weights=False is what training calls (fused SDPA for the dot-product family):
+    same context as the formula, same gradients as the weights path, an all-padding row
+    still zero and its gradients finite."""
+    att = make(name, heads, attn_dim)
+    query, keys, values, mask = random_inputs(seed=11)
+    mask = mask if masked else torch.zeros_like(mask)
+    query.requires_grad_(True)
+    context, none = att(query, keys, values, key_padding_mask=mask, need_weights=False)
+    assert none is None
+    ref_context, _ = reference_attention(att, query.detach(), keys, values, mask)
+    assert (context - ref_context).norm() / ref_context.norm() < 1e-10
+    inputs = [query, *att.parameters()]
+    grads = torch.autograd.grad(context.pow(2).sum(), inputs)
+    with_weights, _ = att(query, keys, values, key_padding_mask=mask)
+    expected = torch.autograd.grad(with_weights.pow(2).sum(), inputs)
+    for got, want in zip(grads, expected, strict=True):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    if masked:
+        assert torch.all(context[1] == 0) and torch.all(grads[0][1] == 0)
+
+
 @pytest.mark.parametrize("chunk", [1, 4, 5, 64])
 @pytest.mark.parametrize("heads", [1, 2])
 def test_additive_chunked_equals_unchunked(chunk, heads):

@@ -227,3 +227,24 @@ def test_standalone_bad_lengths_exit_2():
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--lengths must be comma-separated" in done.stderr
     assert not Path("x").exists()
+
+
+@pytest.mark.parametrize(("name", "family"), [("materialised", "additive"),
+                                               ("matmul_softmax", "multiplicative")])  # fmt: skip
+def test_the_plain_implementations_stay_plain(monkeypatch, name, family):
+    """The modules' need_weights=False path dispatches to fused kernels (SDPA, the CPU/Triton
+    additive kernels); the plain rows must not, or the table compares a kernel with itself."""
+    import torch.nn.functional as F
+
+    from attnbench.attention.kernels import cpu_additive
+    from attnbench.bench.problem import Shape, make_problem
+
+    def fused(*args, **kwargs):
+        raise AssertionError("a plain implementation called a fused kernel")
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", fused)
+    monkeypatch.setattr(cpu_additive, "additive_attention_cpu", fused)
+    shape = Shape(batch=2, heads=1, length_q=5, length_k=7, dim=4, value_dim=4)
+    with torch.no_grad():
+        context = REGISTRY[name].build(shape)(make_problem(shape, family))
+    assert context.shape == (2, 1, 5, 4) and torch.isfinite(context).all()

@@ -7,6 +7,11 @@
 With `attn_dim=A`, `general` and `scaled_dot` project both sides to A before scoring
 (query_proj = Linear(D_q, A), key_proj = Linear(D_k, A), no biases): Britz et al. 2017's
 "attention dimension". `scaled_dot` then divides by sqrt(A / H).
+
+`forward(..., need_weights=False)` (training) computes the same context with PyTorch's fused
+`scaled_dot_product_attention`, passing the variant's own scale, so the dot-product family
+gets a fused kernel where additive attention gets its Triton one: a cost comparison between
+them must not give only one side a fused path.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnbench.attention.base import Attention, split_heads
+from attnbench.attention.base import Attention, merge_heads, split_heads
 
 
 class MultiplicativeAttention(Attention):
@@ -62,14 +68,54 @@ class MultiplicativeAttention(Attention):
         """keys (B, T_k, D_k) -> projected keys (B, T_k, D_s) (identity without a projection)."""
         return keys if self.key_proj is None else self.key_proj(keys)
 
-    def score(self, query: Tensor, prepared_keys: Tensor) -> Tensor:
-        """query (B, T_q, D_q), prepared_keys (B, T_k, D_s) -> scores (B, H, T_q, T_k)."""
+    def _heads(self, query: Tensor, prepared_keys: Tensor) -> tuple[Tensor, Tensor]:
+        """query (B, T_q, D_q), prepared_keys (B, T_k, D_s) -> (B, H, T_q, d), (B, H, T_k, d)."""
         if self.query_proj is not None:
             query = self.query_proj(query)
-        q = split_heads(query, self.num_heads)
-        k = split_heads(prepared_keys, self.num_heads)
+        return split_heads(query, self.num_heads), split_heads(prepared_keys, self.num_heads)
+
+    def score(self, query: Tensor, prepared_keys: Tensor) -> Tensor:
+        """query (B, T_q, D_q), prepared_keys (B, T_k, D_s) -> scores (B, H, T_q, T_k)."""
+        q, k = self._heads(query, prepared_keys)
         scores = torch.matmul(q, k.transpose(-1, -2))
         return scores * self.scale if self.scaled else scores
+
+    def forward(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        key_padding_mask: Tensor | None = None,
+        prepared_keys: Tensor | None = None,
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """As `Attention.forward`; with `need_weights=False` through fused SDPA."""
+        if need_weights:
+            return super().forward(
+                query, keys, values, key_padding_mask, prepared_keys, need_weights=True
+            )
+        if values.shape[-1] % self.num_heads:
+            raise ValueError(
+                f"value dim {values.shape[-1]} is not divisible by num_heads={self.num_heads}"
+            )
+        if prepared_keys is None:
+            prepared_keys = self.prepare_keys(keys)
+        q, k = self._heads(query, prepared_keys)
+        v = split_heads(values, self.num_heads)
+        if key_padding_mask is None:
+            context = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+            return merge_heads(context), None
+        # SDPA's boolean mask is True where a key takes part. A row with no key at all: torch
+        # 2.13's CPU kernels return zeros for it, but not every backend or version promises
+        # that (NaN would spread into the gradients), so it sees every key and its context
+        # is zeroed after, as masked_softmax's all-zero weights give. Two (B, T_k) ops.
+        empty = key_padding_mask.all(dim=-1)  # (B,)
+        take_part = ~(key_padding_mask & ~empty[:, None])
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=take_part[:, None, None, :], scale=self.scale
+        )
+        context = context.masked_fill(empty[:, None, None, None], 0.0)
+        return merge_heads(context), None
 
 
 class DotAttention(MultiplicativeAttention):
