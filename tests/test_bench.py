@@ -210,7 +210,9 @@ def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
     rows = pd.read_parquet(tmp_path / "rows.parquet")
     assert set(rows[rows["mode"] == "forward"]["status"]) == {"ok"}
     model = rows[rows["mode"].isin(["train_step", "greedy_decode"])]
-    assert len(model) == 6 and set(model["status"]) == {"ok"}
+    # per cell: a training step, decoding, fused vs reference path; then the key projection
+    assert len(model) == 2 * 4 + 2 and set(model["status"]) == {"ok"}
+    assert set(model["comparison"].dropna()) == {"fused_path", "key_projection"}
     assert (model["tokens_per_s"] > 0).all()
     assert (tmp_path / "forward.png").stat().st_size > 1000
     report = (tmp_path / "report.md").read_text()

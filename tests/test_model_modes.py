@@ -8,6 +8,7 @@ import torch
 from attnbench.bench.model_modes import (
     PerStepKeys,
     build_bench_model,
+    fused_path_comparison,
     greedy_decode_throughput,
     greedy_steps,
     key_projection_comparison,
@@ -89,3 +90,27 @@ def test_per_step_recomputes_and_computes_the_same():
     with torch.no_grad():
         assert torch.equal(greedy_steps(once, data, 4), greedy_steps(per_step, data, 4))
     assert step_calls[0] == 5 + 4  # decoding recomputes at each of its 4 steps too
+
+
+@pytest.mark.parametrize("variant", ["additive", "scaled_dot"])
+def test_fused_path_comparison_times_both_paths_of_one_model(variant, monkeypatch):
+    from attnbench.bench import model_modes
+
+    asked: list[bool] = []
+    real = model_modes.sequence_loss
+
+    def spy(model, data, need_weights=False):
+        asked.append(need_weights)
+        return real(model, data, need_weights)
+
+    monkeypatch.setattr(model_modes, "sequence_loss", spy)
+    rows = fused_path_comparison(variant, hidden=16, batch=2, src_len=6, tgt_len=4, repeats=2,
+                                 vocab=40)  # fmt: skip
+    assert [r["implementation"] for r in rows] == ["fused_path", "reference_path"]
+    for row in rows:
+        _ok(row)
+    assert rows[0]["speedup"] == pytest.approx(
+        rows[1]["seconds_median"] / rows[0]["seconds_median"]
+    )
+    assert set(asked) == {False, True}  # both paths really ran (warm-up + 2 repeats each)
+    assert asked.count(False) == asked.count(True) == 3

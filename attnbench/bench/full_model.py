@@ -1,5 +1,6 @@
-"""The full-model modes (a training step, greedy decoding, the key projection comparison),
-measured by `attnbench.bench.model_modes` and normalised here into the benchmark's rows.
+"""The full-model modes (a training step, greedy decoding, the fused attention path in training
+vs the reference path, the key projection comparison), measured by
+`attnbench.bench.model_modes` and normalised here into the benchmark's rows.
 
 Imported lazily: model_modes builds whole Seq2Seq models, and attnbench.models needs
 pydantic (through attnbench.config); where that import fails the run records one row saying so.
@@ -34,6 +35,8 @@ def model_rows(spec: GridSpec, seconds_left: float) -> list[dict[str, Any]]:
                 "hidden": hidden}  # fmt: skip
         rows.append(_normalise(mm.train_step_throughput(**args, tgt_len=tgt)))
         rows.append(_normalise(mm.greedy_decode_throughput(**args, max_len=tgt)))
+        fused = mm.fused_path_comparison(**args, tgt_len=tgt)
+        rows += [_normalise(r, "fused_path") for r in fused]
     comparison = mm.key_projection_comparison(device=spec.device, hidden=512)
     rows += [_normalise(r, "key_projection") for r in comparison]
     return rows

@@ -113,9 +113,12 @@ def random_batch(
     return out
 
 
-def sequence_loss(model: Seq2Seq, data: dict[str, Tensor]) -> Tensor:
-    """Teacher-forced token cross-entropy, the loss a training step minimises."""
-    logits, _ = model(data["src"], data["src_lengths"], data["tgt_in"], need_weights=False)
+def sequence_loss(model: Seq2Seq, data: dict[str, Tensor], need_weights: bool = False) -> Tensor:
+    """Teacher-forced token cross-entropy, the loss a training step minimises.
+
+    Without weights, as the trainer calls it: the attention may take its fused path.
+    """
+    logits, _ = model(data["src"], data["src_lengths"], data["tgt_in"], need_weights=need_weights)
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), data["tgt_out"].reshape(-1), ignore_index=PAD_ID
     )
@@ -200,13 +203,15 @@ def _base_row(mode: str, variant: str, device: torch.device, **fields: Any) -> d
     }
 
 
-def train_step_fn(model: Seq2Seq, data: dict[str, Tensor]) -> Callable[[], float]:
+def train_step_fn(
+    model: Seq2Seq, data: dict[str, Tensor], need_weights: bool = False
+) -> Callable[[], float]:
     """One Adam step on `data` per call: what the train-step modes time."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = sequence_loss(model, data)
+        loss = sequence_loss(model, data, need_weights)
         loss.backward()
         optimizer.step()
         return loss.detach()
@@ -215,10 +220,11 @@ def train_step_fn(model: Seq2Seq, data: dict[str, Tensor]) -> Callable[[], float
 
 
 def _train_row(variant: str, device: torch.device, batch: int, src_len: int, tgt_len: int,
-               hidden: int, vocab: int, recompute: bool) -> dict[str, Any]:  # fmt: skip
+               hidden: int, vocab: int, recompute: bool,
+               implementation: str | None = None) -> dict[str, Any]:  # fmt: skip
     return _base_row(
         "train_step", variant, device,
-        implementation="keys_per_step" if recompute else "keys_once",
+        implementation=implementation or ("keys_per_step" if recompute else "keys_once"),
         key_projection="per_step" if recompute else "once",
         decoder="bahdanau", batch=batch, length=src_len, src_len=src_len, tgt_len=tgt_len,
         dim=hidden, attn_dim=hidden, emb_dim=hidden // 2, vocab=vocab, optimizer="adam",
@@ -317,16 +323,61 @@ def key_projection_comparison(
         _train_row(variant, device, batch, src_len, tgt_len, hidden, vocab, recompute)
         for recompute in (False, True)
     ]
-    try:
+
+    def steps() -> list[Callable[[], object]]:
         once = build_bench_model(variant, hidden, vocab).to(device).train()
-        per_step = per_step_copy(once)
         data = random_batch(batch, src_len, tgt_len, vocab, device)
-        fns = [train_step_fn(once, data), train_step_fn(per_step, data)]
-        times = _interleaved(fns, device, repeats, warmup)
+        return [train_step_fn(once, data), train_step_fn(per_step_copy(once), data)]
+
+    return _side_by_side(rows, steps, device, repeats, warmup, batch * tgt_len)
+
+
+def fused_path_comparison(
+    variant: str,
+    device: torch.device | str = "cpu",
+    hidden: int = 256,
+    batch: int = 32,
+    src_len: int = 40,
+    tgt_len: int = 20,
+    repeats: int = 5,
+    warmup: int = 1,
+    vocab: int = 8000,
+) -> list[dict[str, Any]]:
+    """Training step as the trainer runs it (`need_weights=False`: the attention's fused path,
+    Triton for additive on CUDA, SDPA for the dot-product family) vs the reference path that
+    builds the weights; same model, same batch, timed in turns. `speedup` on the first row.
+    On CPU additive attention has no fused backward, so both rows run the same code there.
+    """
+    device = torch.device(device)
+    rows = [
+        _train_row(variant, device, batch, src_len, tgt_len, hidden, vocab, False, name)
+        for name in ("fused_path", "reference_path")
+    ]
+
+    def steps() -> list[Callable[[], object]]:
+        model = build_bench_model(variant, hidden, vocab).to(device).train()
+        data = random_batch(batch, src_len, tgt_len, vocab, device)
+        return [train_step_fn(model, data), train_step_fn(model, data, need_weights=True)]
+
+    return _side_by_side(rows, steps, device, repeats, warmup, batch * tgt_len)
+
+
+def _side_by_side(
+    rows: list[dict[str, Any]],
+    build: Callable[[], list[Callable[[], object]]],
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+    work: float,
+) -> list[dict[str, Any]]:
+    """Time the two functions `build` returns in turns; rows[0] gets `speedup` = time of the
+    second / time of the first. A failure fills both rows."""
+    try:
+        times = _interleaved(build(), device, repeats, warmup)
     except Exception as exc:
         failure = _failure(exc, device)
         return [{**row, **failure} for row in rows]
-    rows = [{**row, **_summary(t, batch * tgt_len)} for row, t in zip(rows, times, strict=True)]
+    rows = [{**row, **_summary(t, work)} for row, t in zip(rows, times, strict=True)]
     rows[0]["speedup"] = rows[1]["seconds_median"] / rows[0]["seconds_median"]
     rows[1]["speedup"] = None
     return rows
