@@ -9,10 +9,15 @@ key_proj = U_a (with the bias the reference implementations carry), v = v_a.
 on CUDA with triton installed it runs the fused Triton kernel (kernels/triton_additive.py,
 differentiable, tanh never stored); on CPU, when no gradient is needed, the NumPy inference
 kernel (kernels/cpu_additive.py). Both compute the same formula; anything else (other
-devices or dtypes, CPU training) takes the reference path below.
+devices or dtypes, CPU training) takes the reference path below. On CUDA the kernel uses the
+hardware tanh.approx and TF32 dots only for 16-bit inputs (mixed precision, where they are
+below the inputs' own rounding); float32 inputs get its precise mode, so training in float32
+keeps float32 results.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -139,4 +144,6 @@ class AdditiveAttention(Attention):
         k = split_heads(prepared_keys, heads)  # (B, H, T_k, a)
         w = self.v.weight.view(heads, self.attn_dim // heads)  # (H, a)
         v = split_heads(values, heads)  # (B, H, T_k, D_v / H)
+        if q.is_cuda:  # float32 inputs get float32 results: exact tanh, IEEE dots (not TF32)
+            kernel = partial(kernel, precise=q.dtype == torch.float32)
         return merge_heads(kernel(q, k, w, v, key_padding_mask)), None
