@@ -12,6 +12,9 @@ from typing import Any
 
 from attnbench.bench.grid import GridSpec
 
+#: repeats of each side of a side-by-side comparison: with 5 a CPU step's IQR was ~10% of its
+#: median, as large as the ratios to resolve
+COMPARISON_REPEATS = 15
 #: (variant, batch, src_len, tgt_len, hidden) of the training-step and decoding rows
 MODEL_CELLS = [("additive", 32, 40, 20, 256), ("scaled_dot", 32, 40, 20, 256)]
 
@@ -35,8 +38,10 @@ def model_rows(spec: GridSpec, seconds_left: float) -> list[dict[str, Any]]:
                 "hidden": hidden}  # fmt: skip
         rows.append(_normalise(mm.train_step_throughput(**args, tgt_len=tgt)))
         rows.append(_normalise(mm.greedy_decode_throughput(**args, max_len=tgt)))
-        fused = mm.fused_path_comparison(**args, tgt_len=tgt)
+        fused = mm.fused_path_comparison(**args, tgt_len=tgt, repeats=COMPARISON_REPEATS)
         rows += [_normalise(r, "fused_path") for r in fused]
-    comparison = mm.key_projection_comparison(device=spec.device, hidden=512)
+    comparison = mm.key_projection_comparison(
+        device=spec.device, hidden=512, repeats=COMPARISON_REPEATS
+    )
     rows += [_normalise(r, "key_projection") for r in comparison]
     return rows

@@ -156,14 +156,19 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 def _interleaved(
     fns: list[Callable[[], object]], device: torch.device, repeats: int, warmup: int
 ) -> list[list[float]]:
-    """Times for each fn, taken in turns so drifting machine load hits all of them alike."""
+    """Times for each fn, taken in turns so drifting machine load hits all of them alike.
+
+    The order alternates every round (A B, B A, ...): on this CPU the same training step was
+    up to 5% slower when timed first in its round than second, which would bias a ratio.
+    """
     for _ in range(warmup):
         for fn in fns:
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, out in zip(fns, times, strict=True):
-            out.append(_timed(fn, device))
+    for round_ in range(repeats):
+        order = range(len(fns)) if round_ % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            times[i].append(_timed(fns[i], device))
     return times
 
 
