@@ -67,7 +67,9 @@ def train(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Run directory [default: attnbench-runs/train/<name>-<attention>]."
+            "--out",
+            "-o",
+            help="Run directory \\[default: attnbench-runs/train/<name>-<attention>].",
         ),
     ] = None,
     resume: Annotated[
@@ -127,11 +129,11 @@ def evaluate(
     split: Annotated[
         list[str] | None,
         typer.Option(
-            "--split", help="Split to score (repeatable) [default: the config's test splits]."
+            "--split", help="Split to score (repeatable) \\[default: the config's test splits]."
         ),
     ] = None,
     beam: Annotated[
-        int | None, typer.Option(help="Beam size (1 = greedy) [default: config].", min=1)
+        int | None, typer.Option(help="Beam size (1 = greedy) \\[default: config].", min=1)
     ] = None,
     hypotheses: Annotated[
         Path | None,
@@ -303,16 +305,16 @@ def bench(
     set_: SetOpt = None,
     workdir: WorkdirOpt = Path("attnbench-runs"),
     device: Annotated[
-        str | None, typer.Option(help="cpu or cuda [default: benchmark.bench_device].")
+        str | None, typer.Option(help="cpu or cuda \\[default: benchmark.bench_device].")
     ] = None,
     lengths: Annotated[
         str | None, typer.Option(help="T_q = T_k values, e.g. 64,256,1024,4096.")
     ] = None,
     dtype: Annotated[
-        str | None, typer.Option(help="float32, bfloat16 or float16 [cpu float32, cuda bf16].")
+        str | None, typer.Option(help="float32, bfloat16 or float16 \\[cpu float32, cuda bf16].")
     ] = None,
     modes: Annotated[
-        str | None, typer.Option(help="any of forward,backward,model [default: forward].")
+        str | None, typer.Option(help="any of forward,backward,model \\[default: forward].")
     ] = None,
     max_seconds: Annotated[
         float | None, typer.Option(help="Total time budget; later cells are skipped.")
@@ -362,11 +364,11 @@ def report(
     reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
     run_id: Annotated[
         str | None,
-        typer.Option("--run", help="MLflow pipeline (parent) run id [default: the latest]."),
+        typer.Option("--run", help="MLflow pipeline (parent) run id \\[default: the latest]."),
     ] = None,
     experiment: Annotated[
         str | None,
-        typer.Option(help="MLflow experiment [default: attnbench-<name> of the config]."),
+        typer.Option(help="MLflow experiment \\[default: attnbench-<name> of the config]."),
     ] = None,
 ) -> None:
     """Rebuild the report from what MLflow holds (any past pipeline run)."""

@@ -23,6 +23,23 @@ def test_help_lists_the_commands(monkeypatch, capsys):
     assert code == 0 and "train" in out and "evaluate" in out
 
 
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        ("train", "[default: attnbench-runs/train/<name>-<attention>]"),
+        ("evaluate", "[default: config]"),
+        ("bench", "[default: forward]"),
+        ("bench", "[cpu float32, cuda bf16]"),
+        ("report", "[default: the latest]"),
+    ],
+)
+def test_help_shows_the_bracketed_defaults(command, text, monkeypatch, capsys):
+    """Typer renders help with Rich, which took "[default: ...]" for markup and dropped it."""
+    monkeypatch.setenv("COLUMNS", "250")  # one line per option: no wrapping inside the text
+    code, out, _ = run_cli([command, "--help"], monkeypatch, capsys)
+    assert code == 0 and text in out
+
+
 def test_help_does_not_import_torch():
     """`attnbench --help` must stay instant: heavy libraries load inside commands."""
     code = (
