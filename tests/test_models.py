@@ -140,9 +140,15 @@ def test_beam_search_returns_attention_per_step():
 
 
 @pytest.mark.parametrize(("decoder", "attention", "rnn", "feeding"), COMBOS)
-def test_without_weights_the_logits_are_the_same(decoder, attention, rnn, feeding):
+def test_without_weights_the_logits_are_the_same(decoder, attention, rnn, feeding, monkeypatch):
     """need_weights=False (training) may take a fused path; it must compute the same model.
-    Under no_grad additive attention runs the CPU kernel, so both paths are compared."""
+    Under no_grad additive attention runs the CPU kernel (at any size here), so both paths are
+    compared."""
+    from attnbench.attention import additive
+
+    monkeypatch.setattr(additive, "CPU_KERNEL_MIN_WORK", 0)
+    kernel, calls = additive._cpu_kernel(), []
+    monkeypatch.setattr(additive, "_cpu_kernel", lambda: lambda *a: calls.append(1) or kernel(*a))
     model = tiny_model(decoder, attention, rnn, feeding)
     src, lengths = batch_of_sources()
     tgt_in = torch.tensor([[BOS_ID, 5, 6, 7], [BOS_ID, 8, 9, 0], [BOS_ID, 4, 0, 0]])
@@ -153,6 +159,7 @@ def test_without_weights_the_logits_are_the_same(decoder, attention, rnn, feedin
             fast, none = model(src, lengths, tgt_in, need_weights=False)
         assert none is None
         torch.testing.assert_close(fast, logits, rtol=1e-10, atol=1e-10)
+    assert bool(calls) == (attention == "additive")  # only under no_grad, only additive
 
 
 @pytest.mark.parametrize("decoder", ["bahdanau", "luong"])

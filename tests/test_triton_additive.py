@@ -191,6 +191,7 @@ def test_need_weights_false_returns_the_same_context_on_cpu(heads, monkeypatch):
         return cpu_kernel(*args)
 
     monkeypatch.setattr(additive, "_cpu_kernel", lambda: spy if cpu_kernel else None)
+    monkeypatch.setattr(additive, "CPU_KERNEL_MIN_WORK", 0)  # these shapes are tiny
     expected, weights = module(query, keys, values, mask)
     assert weights is not None
     context, none = module(query, keys, values, mask, need_weights=False)  # training: reference
@@ -200,6 +201,23 @@ def test_need_weights_false_returns_the_same_context_on_cpu(heads, monkeypatch):
         context, none = module(query, keys, values, mask, need_weights=False)
     assert none is None and len(calls) == (1 if cpu_kernel else 0)
     torch.testing.assert_close(context, expected.detach(), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("t_q", "t_k", "kernel"), [(1, 30, False), (64, 64, True)])
+def test_the_cpu_kernel_is_used_only_where_it_pays(t_q, t_k, kernel, monkeypatch):
+    """A decoder step (one query, a short source) is faster on the reference path."""
+    calls = []
+
+    def kernel_spy(q, k, w, v, mask):
+        calls.append(1)
+        return torch.zeros(*q.shape[:-1], v.shape[-1])
+
+    monkeypatch.setattr(additive, "_cpu_kernel", lambda: kernel_spy)
+    module = AdditiveAttention(16, 16, attn_dim=64)  # a = 64: 64 * 64 * 64 = 2**18 tanh
+    query, keys = torch.randn(2, t_q, 16), torch.randn(2, t_k, 16)
+    with torch.no_grad():
+        module(query, keys, keys, need_weights=False)
+    assert bool(calls) == kernel
 
 
 @pytest.mark.parametrize("heads", [1, 2])

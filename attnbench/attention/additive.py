@@ -7,8 +7,9 @@ key_proj = U_a (with the bias the reference implementations carry), v = v_a.
 
 `forward(..., need_weights=False)` returns (context, None) and may skip the reference path:
 on CUDA with triton installed it runs the fused Triton kernel (kernels/triton_additive.py,
-differentiable, tanh never stored); on CPU, when no gradient is needed, the NumPy inference
-kernel (kernels/cpu_additive.py). Both compute the same formula; anything else (other
+differentiable, tanh never stored); on CPU, when no gradient is needed and the problem is
+large enough to pay for it (`CPU_KERNEL_MIN_WORK`), the NumPy inference kernel
+(kernels/cpu_additive.py). Both compute the same formula; anything else (other
 devices or dtypes, CPU training) takes the reference path below. On CUDA the kernel uses the
 hardware tanh.approx and TF32 dots only for 16-bit inputs (mixed precision, where they are
 below the inputs' own rounding); float32 inputs get its precise mode, so training in float32
@@ -27,6 +28,10 @@ from attnbench.attention.base import Attention, merge_heads, split_heads
 #: dtypes each fused path computes in (both accumulate in float32 or better)
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _CPU_DTYPES = (torch.float32, torch.float64)
+#: the CPU kernel only from this many tanh per (batch row, head), T_q * T_k * a: it won at
+#: every measured shape above (2.4-5.3x, T_q = 8) but lost at decoder steps (T_q = 1, short
+#: sources: 0.2-0.9x at 2**11..2**15, mixed up to 2**17), where its per-block overhead dominates
+CPU_KERNEL_MIN_WORK = 2**18
 
 
 def _cpu_kernel():
@@ -126,7 +131,8 @@ class AdditiveAttention(Attention):
         tensors = [query, prepared_keys, values, *self.parameters()]
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return None  # the CPU kernel has no backward
-        return _cpu_kernel()
+        work = query.shape[1] * prepared_keys.shape[1] * self.attn_dim // self.num_heads
+        return _cpu_kernel() if work >= CPU_KERNEL_MIN_WORK else None
 
     def _fused_context(
         self,
