@@ -220,6 +220,26 @@ def test_the_cpu_kernel_is_used_only_where_it_pays(t_q, t_k, kernel, monkeypatch
     assert bool(calls) == kernel
 
 
+F32, BF16 = torch.float32, torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("device", "dtypes", "grad", "queries", "work", "expected"),
+    [
+        ("cuda", {BF16, F32}, True, 64, 2**20, "cuda"),  # AMP training, long target: fused
+        ("cuda", {F32}, True, 1, 2**20, None),  # a decoder step: 31/32 of the tile wasted
+        ("cuda", {torch.float64}, True, 64, 2**20, None),  # no float64 kernel
+        ("cpu", {F32}, True, 64, 2**20, None),  # training on CPU: no fused backward
+        ("cpu", {F32}, False, 64, 2**18, "cpu"),  # inference, large: the NumPy kernel
+        ("cpu", {F32}, False, 1, 2**15, None),  # inference at a decoder step: reference
+        ("cpu", {F32, torch.float64}, False, 64, 2**20, None),  # mixed dtypes
+        ("mps", {F32}, False, 64, 2**20, None),
+    ],
+)
+def test_which_path_a_call_takes(device, dtypes, grad, queries, work, expected):
+    assert additive.fused_path(device, dtypes, grad, queries, work) == expected
+
+
 @pytest.mark.parametrize("heads", [1, 2])
 def test_module_through_the_fused_kernel_matches_its_reference_path(heads):
     """The CUDA dispatch's head splitting and merging, run with the interpreted kernel."""

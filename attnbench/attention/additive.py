@@ -5,12 +5,13 @@
 here `score = v(tanh(query_proj(q) + key_proj(k)))` with query_proj = W_a (no bias),
 key_proj = U_a (with the bias the reference implementations carry), v = v_a.
 
-`forward(..., need_weights=False)` returns (context, None) and may skip the reference path:
-on CUDA with triton installed it runs the fused Triton kernel (kernels/triton_additive.py,
-differentiable, tanh never stored); on CPU, when no gradient is needed and the problem is
-large enough to pay for it (`CPU_KERNEL_MIN_WORK`), the NumPy inference kernel
-(kernels/cpu_additive.py). Both compute the same formula; anything else (other
-devices or dtypes, CPU training) takes the reference path below. On CUDA the kernel uses the
+`forward(..., need_weights=False)` returns (context, None) and may skip the reference path
+(`fused_path` decides): on CUDA with triton installed, from `CUDA_KERNEL_MIN_QUERIES`
+queries, the fused Triton kernel (kernels/triton_additive.py, differentiable, tanh never
+stored); on CPU, when no gradient is needed and the problem is large enough to pay for it
+(`CPU_KERNEL_MIN_WORK`), the NumPy inference kernel (kernels/cpu_additive.py). Both compute
+the same formula; anything else (other devices or dtypes, CPU training, small problems)
+takes the reference path below. On CUDA the kernel uses the
 hardware tanh.approx and TF32 dots only for 16-bit inputs (mixed precision, where they are
 below the inputs' own rounding); float32 inputs get its precise mode, so training in float32
 keeps float32 results.
@@ -32,6 +33,12 @@ _CPU_DTYPES = (torch.float32, torch.float64)
 #: every measured shape above (2.4-5.3x, T_q = 8) but lost at decoder steps (T_q = 1, short
 #: sources: 0.2-0.9x at 2**11..2**15, mixed up to 2**17), where its per-block overhead dominates
 CPU_KERNEL_MIN_WORK = 2**18
+#: the Triton kernel only from this many queries: each of its programs computes a tile of 32
+#: queries (the default block), so a decoder step (T_q = 1) would waste 31/32 of the kernel's
+#: tanh, and the (B, T_q, T_k, a) tensor it avoids is small there anyway. Not yet timed at
+#: such shapes on a GPU (the benchmark's `fused_path` rows will tell); the reference path is
+#: what GPU training used before.
+CUDA_KERNEL_MIN_QUERIES = 32
 
 
 def _cpu_kernel():
@@ -54,6 +61,24 @@ def _cuda_kernel():
     except ImportError:
         return None
     return fused_additive_attention
+
+
+def fused_path(
+    device: str,
+    dtypes: set[torch.dtype],
+    needs_grad: bool,
+    queries: int,
+    tanh_per_row_and_head: int,
+) -> str | None:
+    """ "cuda" or "cpu" (the kernel to use), or None (the reference path), for one call."""
+    if device == "cuda":
+        usable = dtypes <= set(_CUDA_DTYPES) and queries >= CUDA_KERNEL_MIN_QUERIES
+        return "cuda" if usable else None
+    if device != "cpu" or len(dtypes) != 1 or not dtypes <= set(_CPU_DTYPES):
+        return None
+    if needs_grad:
+        return None  # the CPU kernel has no backward
+    return "cpu" if tanh_per_row_and_head >= CPU_KERNEL_MIN_WORK else None
 
 
 class AdditiveAttention(Attention):
@@ -123,16 +148,16 @@ class AdditiveAttention(Attention):
 
     def _fused_kernel(self, query: Tensor, prepared_keys: Tensor, values: Tensor):
         """The kernel that computes this call's context, or None for the reference path."""
-        dtypes = {query.dtype, prepared_keys.dtype, values.dtype, self.v.weight.dtype}
-        if query.is_cuda:
-            return _cuda_kernel() if dtypes <= set(_CUDA_DTYPES) else None
-        if query.device.type != "cpu" or len(dtypes) != 1 or not dtypes <= set(_CPU_DTYPES):
-            return None
         tensors = [query, prepared_keys, values, *self.parameters()]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            return None  # the CPU kernel has no backward
-        work = query.shape[1] * prepared_keys.shape[1] * self.attn_dim // self.num_heads
-        return _cpu_kernel() if work >= CPU_KERNEL_MIN_WORK else None
+        path = fused_path(
+            query.device.type,
+            {t.dtype for t in (query, prepared_keys, values, self.v.weight)},
+            needs_grad=torch.is_grad_enabled() and any(t.requires_grad for t in tensors),
+            queries=query.shape[1],
+            tanh_per_row_and_head=query.shape[1] * prepared_keys.shape[1]
+            * (self.attn_dim // self.num_heads),
+        )  # fmt: skip
+        return {"cuda": _cuda_kernel, "cpu": _cpu_kernel}[path]() if path else None
 
     def _fused_context(
         self,
