@@ -9,9 +9,9 @@ With `attn_dim=A`, `general` and `scaled_dot` project both sides to A before sco
 "attention dimension". `scaled_dot` then divides by sqrt(A / H).
 
 `forward(..., need_weights=False)` (training) computes the same context with PyTorch's fused
-`scaled_dot_product_attention`, passing the variant's own scale, so the dot-product family
-gets a fused kernel where additive attention gets its Triton one: a cost comparison between
-them must not give only one side a fused path.
+`scaled_dot_product_attention`, passing the variant's own scale: additive attention gets its
+fused Triton kernel on CUDA the same way, and a cost comparison between the families must
+not give only one side a fused path.
 """
 
 from __future__ import annotations
