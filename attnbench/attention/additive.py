@@ -11,10 +11,9 @@ queries, the fused Triton kernel (kernels/triton_additive.py, differentiable, ta
 stored); on CPU, when no gradient is needed and the problem is large enough to pay for it
 (`CPU_KERNEL_MIN_WORK`), the NumPy inference kernel (kernels/cpu_additive.py). Both compute
 the same formula; anything else (other devices or dtypes, CPU training, small problems)
-takes the reference path below. On CUDA the kernel uses the
-hardware tanh.approx and TF32 dots only for 16-bit inputs (mixed precision, where they are
-below the inputs' own rounding); float32 inputs get its precise mode, so training in float32
-keeps float32 results.
+takes the reference path below. On CUDA the kernel uses the hardware tanh.approx and TF32
+dots only for 16-bit inputs (mixed precision, where they are below the inputs' own
+rounding); float32 inputs get its precise mode, so training in float32 keeps float32 results.
 """
 
 from __future__ import annotations
@@ -70,7 +69,7 @@ def fused_path(
     queries: int,
     tanh_per_row_and_head: int,
 ) -> str | None:
-    """ "cuda" or "cpu" (the kernel to use), or None (the reference path), for one call."""
+    """The kernel one call uses: "cuda", "cpu", or None for the reference path."""
     if device == "cuda":
         usable = dtypes <= set(_CUDA_DTYPES) and queries >= CUDA_KERNEL_MIN_QUERIES
         return "cuda" if usable else None
