@@ -107,6 +107,7 @@ def test_fused_path_comparison_times_both_paths_of_one_model(variant, monkeypatc
     rows = fused_path_comparison(variant, hidden=16, batch=2, src_len=6, tgt_len=4, repeats=2,
                                  vocab=40)  # fmt: skip
     assert [r["implementation"] for r in rows] == ["fused_path", "reference_path"]
+    assert {r["decoder"] for r in rows} == {"luong"}  # all target steps in one call
     for row in rows:
         _ok(row)
     assert rows[0]["speedup"] == pytest.approx(

@@ -38,7 +38,9 @@ def model_rows(spec: GridSpec, seconds_left: float) -> list[dict[str, Any]]:
                 "hidden": hidden}  # fmt: skip
         rows.append(_normalise(mm.train_step_throughput(**args, tgt_len=tgt)))
         rows.append(_normalise(mm.greedy_decode_throughput(**args, max_len=tgt)))
-        fused = mm.fused_path_comparison(**args, tgt_len=tgt, repeats=COMPARISON_REPEATS)
+        fused = mm.fused_path_comparison(
+            variant, spec.device, hidden, batch, repeats=COMPARISON_REPEATS
+        )  # Luong decoder, 64 source and target tokens: where the fused paths apply
         rows += [_normalise(r, "fused_path") for r in fused]
     comparison = mm.key_projection_comparison(
         device=spec.device, hidden=512, repeats=COMPARISON_REPEATS

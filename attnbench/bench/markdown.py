@@ -39,7 +39,8 @@ def _model_table(rows: list[dict[str, Any]]) -> str:
     if not model:
         return "_(no full-model rows)_"
     frame = pd.DataFrame(model)
-    keep = ["mode", "variant", "implementation", "comparison", "batch", "src_len", "tgt_len"]
+    keep = ["mode", "variant", "implementation", "comparison", "decoder", "batch", "src_len"]
+    keep += ["tgt_len"]
     keep += ["dim", "status", "tokens_per_s", "throughput_unit", "seconds_median", "speedup"]
     frame = frame[[c for c in keep if c in frame]]
     frame = frame.astype(object).where(frame.notna(), "")

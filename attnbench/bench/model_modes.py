@@ -225,13 +225,13 @@ def train_step_fn(
 
 
 def _train_row(variant: str, device: torch.device, batch: int, src_len: int, tgt_len: int,
-               hidden: int, vocab: int, recompute: bool,
-               implementation: str | None = None) -> dict[str, Any]:  # fmt: skip
+               hidden: int, vocab: int, recompute: bool, implementation: str | None = None,
+               decoder: DecoderStyle = "bahdanau") -> dict[str, Any]:  # fmt: skip
     return _base_row(
         "train_step", variant, device,
         implementation=implementation or ("keys_per_step" if recompute else "keys_once"),
         key_projection="per_step" if recompute else "once",
-        decoder="bahdanau", batch=batch, length=src_len, src_len=src_len, tgt_len=tgt_len,
+        decoder=decoder, batch=batch, length=src_len, src_len=src_len, tgt_len=tgt_len,
         dim=hidden, attn_dim=hidden, emb_dim=hidden // 2, vocab=vocab, optimizer="adam",
         throughput_unit="target tokens/s",
         # multiply-adds of U_a h_j for the whole batch; per target step when recomputed
@@ -342,25 +342,31 @@ def fused_path_comparison(
     device: torch.device | str = "cpu",
     hidden: int = 256,
     batch: int = 32,
-    src_len: int = 40,
-    tgt_len: int = 20,
+    src_len: int = 64,
+    tgt_len: int = 64,
     repeats: int = 5,
     warmup: int = 1,
     vocab: int = 8000,
+    decoder: DecoderStyle = "luong",
 ) -> list[dict[str, Any]]:
     """Training step as the trainer runs it (`need_weights=False`: the attention's fused path,
     Triton for additive on CUDA, SDPA for the dot-product family) vs the reference path that
     builds the weights; same model, same batch, timed in turns. `speedup` on the first row.
-    On CPU additive attention has no fused backward, so both rows run the same code there.
+
+    The Luong decoder (no input feeding) attends for all target steps in one call, so with
+    64 of them the additive kernel's dispatch rule (`attention.additive.fused_path`) takes
+    the fused kernel on CUDA; a Bahdanau step has one query and would not. On CPU additive
+    attention has no fused backward, so both rows run the same code there.
     """
     device = torch.device(device)
+    shape = (batch, src_len, tgt_len, hidden, vocab)
     rows = [
-        _train_row(variant, device, batch, src_len, tgt_len, hidden, vocab, False, name)
+        _train_row(variant, device, *shape, False, name, decoder)
         for name in ("fused_path", "reference_path")
     ]
 
     def steps() -> list[Callable[[], object]]:
-        model = build_bench_model(variant, hidden, vocab).to(device).train()
+        model = build_bench_model(variant, hidden, vocab, decoder=decoder).to(device).train()
         data = random_batch(batch, src_len, tgt_len, vocab, device)
         return [train_step_fn(model, data), train_step_fn(model, data, need_weights=True)]
 
