@@ -168,12 +168,10 @@ class AdditiveAttention(Attention):
     ) -> tuple[Tensor, None]:
         """Split heads, call `kernel` on per-head tensors, merge: context (B, T_q, D_v)."""
         heads = self.num_heads
-        if values.shape[-1] % heads:
-            raise ValueError(f"value dim {values.shape[-1]} is not divisible by num_heads={heads}")
+        v = self.value_heads(values)  # (B, H, T_k, D_v / H)
         q = split_heads(self.query_proj(query), heads)  # (B, H, T_q, a)
         k = split_heads(prepared_keys, heads)  # (B, H, T_k, a)
         w = self.v.weight.view(heads, self.attn_dim // heads)  # (H, a)
-        v = split_heads(values, heads)  # (B, H, T_k, D_v / H)
         if q.is_cuda:  # float32 inputs get float32 results: exact tanh, IEEE dots (not TF32)
             kernel = partial(kernel, precise=q.dtype == torch.float32)
         return merge_heads(kernel(q, k, w, v, key_padding_mask)), None

@@ -100,9 +100,13 @@ class Attention(nn.Module, ABC):
         if self.num_heads == 1:
             context = torch.matmul(weights.squeeze(1), values)
             return context, weights.squeeze(1) if need_weights else None
+        context = merge_heads(torch.matmul(weights, self.value_heads(values)))
+        return context, weights.mean(dim=1) if need_weights else None
+
+    def value_heads(self, values: Tensor) -> Tensor:
+        """values (B, T_k, D_v) -> (B, H, T_k, D_v / H); D_v must divide by H."""
         if values.shape[-1] % self.num_heads:
             raise ValueError(
                 f"value dim {values.shape[-1]} is not divisible by num_heads={self.num_heads}"
             )
-        context = merge_heads(torch.matmul(weights, split_heads(values, self.num_heads)))
-        return context, weights.mean(dim=1) if need_weights else None
+        return split_heads(values, self.num_heads)

@@ -94,14 +94,10 @@ class MultiplicativeAttention(Attention):
             return super().forward(
                 query, keys, values, key_padding_mask, prepared_keys, need_weights=True
             )
-        if values.shape[-1] % self.num_heads:
-            raise ValueError(
-                f"value dim {values.shape[-1]} is not divisible by num_heads={self.num_heads}"
-            )
+        v = self.value_heads(values)
         if prepared_keys is None:
             prepared_keys = self.prepare_keys(keys)
         q, k = self._heads(query, prepared_keys)
-        v = split_heads(values, self.num_heads)
         if key_padding_mask is None:
             context = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
             return merge_heads(context), None
