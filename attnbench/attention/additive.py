@@ -29,8 +29,9 @@ from attnbench.attention.base import Attention, merge_heads, split_heads
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _CPU_DTYPES = (torch.float32, torch.float64)
 #: the CPU kernel only from this many tanh per (batch row, head), T_q * T_k * a: it won at
-#: every measured shape above (2.4-5.3x, T_q = 8) but lost at decoder steps (T_q = 1, short
-#: sources: 0.2-0.9x at 2**11..2**15, mixed up to 2**17), where its per-block overhead dominates
+#: every measured shape from here (2.0-5.8x) and mostly lost below, e.g. at decoder steps over
+#: short sources, where its per-block overhead dominates
+#: (reports/benchmarks/cpu/cpu_kernel_threshold.py; table in reports/benchmarks/README.md)
 CPU_KERNEL_MIN_WORK = 2**18
 #: the Triton kernel only from this many queries: each of its programs computes a tile of 32
 #: queries (the default block), so a decoder step (T_q = 1) would waste 31/32 of the kernel's
