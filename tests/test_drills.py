@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,6 +226,14 @@ def wait_for_flow_runs(
             logs = "\n".join(tail(root / f"{name}.log", 3000) for name in workers)
             pytest.fail(f"flow runs not finished in {timeout_s:.0f} s: {states}\n{logs}")
         time.sleep(1)
+
+
+def runs_submitted_by(worker_log: str) -> set[str]:
+    """The flow runs a worker started, from its log: those it began submitting less those whose
+    submission the server aborted (another worker had already claimed them)."""
+    submitted = set(re.findall(r"submitting flow run '([0-9a-f-]{36})'", worker_log))
+    aborted = set(re.findall(r"Aborted submission of flow run '([0-9a-f-]{36})'", worker_log))
+    return submitted - aborted
 
 
 def kill_flow_run_processes(server: Server, run_ids: list[str]) -> None:
@@ -467,8 +476,9 @@ def test_two_workers_share_one_study_and_one_mlflow_server(deployed, stores, tmp
         for rid, run in flow_runs.items():
             assert run["state_type"] == "COMPLETED", (rid, "\n".join(logs.values())[-8000:])
 
-        # each worker ran one of the two flow runs
-        ran = {name: {rid for rid in run_ids if rid in text} for name, text in logs.items()}
+        # each worker ran one of the two flow runs (both may poll the same scheduled run; the
+        # server lets one move it to PENDING and the other logs that it aborted its submission)
+        ran = {name: runs_submitted_by(text) for name, text in logs.items()}
         assert sorted(map(len, ran.values())) == [1, 1], ran
         assert ran["drill-a"] != ran["drill-b"]
         assert all(run["work_pool_name"] == POOL for run in flow_runs.values())
@@ -494,6 +504,19 @@ def test_two_workers_share_one_study_and_one_mlflow_server(deployed, stores, tmp
     assert set(runs["tags.study"]) == {STUDY}
     assert set(runs["run_id"]) == {t.user_attrs["mlflow_run_id"] for t in trials}
     assert set(runs["tags.prefect_flow_run_id"]) == set(run_ids)
+
+
+def test_a_worker_that_lost_the_race_for_a_run_does_not_count_as_running_it():
+    """The CI failure this guards against: worker b's log named worker a's run because b polled
+    it too and was refused; the drill then counted it as b's."""
+    ours, theirs = "d1bd0383-2905-48be-a489-ed317a7a090d", "4cd8fbc4-fd02-472c-b266-3c293d2154e9"
+    log = (
+        f"INFO | Worker 'drill-b' submitting flow run '{theirs}'\n"
+        f"INFO | Aborted submission of flow run '{theirs}'. Server sent an abort signal: ...\n"
+        f"INFO | Worker 'drill-b' submitting flow run '{ours}'\n"
+        f"INFO | Flow run 'organic-marmoset' - View at http://127.0.0.1:1/runs/flow-run/{ours}\n"
+    )
+    assert runs_submitted_by(log) == {ours}
 
 
 # 2. a worker killed mid-trial -----------------------------------------------------------------
