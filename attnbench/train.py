@@ -36,6 +36,7 @@ from attnbench.data.tokenizer import PAD_ID, SentencePieceTokenizer, Tokenizer
 from attnbench.errors import UserError
 from attnbench.evaluate import corpus_scores, exact_match, translate
 from attnbench.models import Seq2Seq, build_model, count_parameters
+from attnbench.optim import adam
 
 #: called after every epoch with (epoch, metrics); may raise to stop training (e.g. pruning)
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -179,7 +180,7 @@ def train(
     torch.manual_seed(t.seed)
     random.seed(t.seed)
     model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+    optimizer = adam(model.parameters(), lr=t.lr)
     higher_better = t.select_metric == "bleu"
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max" if higher_better else "min", factor=t.lr_decay, patience=0

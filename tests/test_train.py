@@ -29,6 +29,8 @@ def test_training_learns_and_writes_a_complete_run(tmp_path):
     assert res.scores["sentences"] == 40
     assert 0 <= res.scores["bleu"] <= 100 and "nrefs:1" in res.scores["bleu_signature"]
     assert res.scores["bleu"] > 5  # it learned something real on reversal
+    # the optimizer state it saved (and resumes from) is the fused Adam's, as benchmarked
+    assert load_checkpoint(tmp_path / "run" / LAST)["optimizer"]["param_groups"][0]["fused"]
 
 
 class _Interrupt(Exception):

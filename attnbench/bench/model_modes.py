@@ -30,6 +30,7 @@ from attnbench.attention import build_attention
 from attnbench.models.decoder import DECODERS, DecoderStyle
 from attnbench.models.encoder import Encoder
 from attnbench.models.seq2seq import PAD_ID, Seq2Seq
+from attnbench.optim import adam
 
 BOS_ID = 2  # as attnbench.models.search; token ids >= 4 are ordinary words
 FIRST_WORD_ID = 4
@@ -212,7 +213,7 @@ def train_step_fn(
     model: Seq2Seq, data: dict[str, Tensor], need_weights: bool = False
 ) -> Callable[[], float]:
     """One Adam step on `data` per call: what the train-step modes time."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = adam(model.parameters(), lr=1e-4)
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)

@@ -5,8 +5,9 @@
 The benchmark's `key_projection` comparison (B=16, S=80, T=20, hidden = A = 512, vocab 8000,
 Bahdanau decoder, Adam) times a whole training step with U_a h_j computed once per source
 and at every target step. This script times the parts of the once-step separately (encoder,
-decoder loop with attention, generator + loss, Adam) and the key projection alone (forward
-and backward of U_a over the (B*S, H) annotations), so the ratio can be predicted:
+decoder loop with attention, generator + loss, Adam fused as training runs it and PyTorch's
+default for comparison) and the key projection alone (forward and backward of U_a over the
+(B*S, H) annotations), so the ratio can be predicted:
 per-step / once = (once + (T - 1) * key projection) / once. Medians over interleaved repeats.
 """
 
@@ -26,6 +27,7 @@ from attnbench.bench.model_modes import (
     random_batch,
     train_step_fn,
 )
+from attnbench.optim import adam
 
 BATCH, SRC, TGT, HIDDEN, VOCAB = 16, 80, 20, 512, 8000
 
@@ -41,7 +43,8 @@ def main() -> None:
         annotations, final = model.encoder(data["src"], data["src_lengths"])
     mask = torch.zeros(BATCH, SRC, dtype=torch.bool)
     pre = torch.randn(BATCH * TGT, HIDDEN, requires_grad=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = adam(model.parameters(), lr=1e-4)  # fused, as training runs it
+    unfused = torch.optim.Adam(model.parameters(), lr=1e-4)  # PyTorch's default on CPU
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     key_input = annotations.detach().requires_grad_()
@@ -72,7 +75,8 @@ def main() -> None:
         "encoder (bi-GRU, fwd+bwd)": encoder,
         "decoder loop with attention (fwd+bwd)": decoder_loop,
         "generator + loss (fwd+bwd)": generator_and_loss,
-        "Adam step": optimizer.step,
+        "Adam step (fused, as training runs it)": optimizer.step,
+        "Adam step (PyTorch default, not fused)": unfused.step,
         "key projection U_a h_j (fwd+bwd), one": key_projection,
         "training step, keys once": train_step_fn(model, data),
         "training step, keys per step": train_step_fn(per_step_copy(model), data),
