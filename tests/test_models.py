@@ -79,6 +79,37 @@ def test_padding_does_not_change_the_encoding():
     assert torch.all(out[2, 2:] == 0)
 
 
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_batch_without_padding_encodes_as_the_packed_rnn_does(rnn, dtype):
+    """The encoder skips packing when no sentence is padded (oneDNN's dense RNN on CPU, used
+    for float32): same annotations, final states and gradients as the packed recurrence."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    model = tiny_model(rnn=rnn).to(dtype)
+    encoder = model.encoder
+    src = torch.randint(4, SRC_V, (4, 6))
+    lengths = torch.full((4,), 6)
+    out, final = encoder(src, lengths)
+    assert out.shape == (4, 6, 12) and final.shape == (4, 12)
+    (dense_grads,) = torch.autograd.grad(
+        (out.sum() + final.square().sum()), [encoder.rnn.weight_hh_l0]
+    )
+
+    embedded = encoder.embedding(src)
+    packed_out, hidden = encoder.rnn(pack_padded_sequence(embedded, lengths, batch_first=True))
+    ref, _ = pad_packed_sequence(packed_out, batch_first=True)
+    h = hidden[0] if rnn == "lstm" else hidden
+    ref_final = torch.cat([h[-2], h[-1]], dim=-1)
+    (ref_grads,) = torch.autograd.grad(
+        (ref.sum() + ref_final.square().sum()), [encoder.rnn.weight_hh_l0]
+    )
+    tol = {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(out, ref, **tol)
+    torch.testing.assert_close(final, ref_final, **tol)
+    torch.testing.assert_close(dense_grads, ref_grads, **tol)
+
+
 @pytest.mark.parametrize("decoder", ["bahdanau", "luong"])
 def test_batched_greedy_equals_one_by_one(decoder):
     model = tiny_model(decoder)
