@@ -168,14 +168,46 @@ class BahdanauDecoder(AttentiveDecoder):
         super().__init__(vocab_size, emb_dim, hidden_dim, attention, emb_dim + hidden_dim, **kwargs)
         self.readout = nn.Linear(2 * hidden_dim + emb_dim, hidden_dim)
 
-    def _step(
+    def _recur(
         self, embedded: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True
-    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+    ) -> tuple[Tensor, Tensor, DecoderState, Tensor | None]:
+        """embedded (B, 1, E) -> (s_i (B, 1, H), c_i (B, 1, H), new state, weights or None)."""
         query = state.hidden[-1].unsqueeze(1)  # s_{i-1}, (B, 1, H)
         context, weights = self._attend(query, memory, need_weights)
         output, state = self._run_rnn(torch.cat([embedded, context], dim=-1), state)
-        pre = torch.tanh(self.readout(torch.cat([output, context, embedded], dim=-1)))
-        return pre, state, weights
+        return output, context, state, weights
+
+    def _readout(self, output: Tensor, context: Tensor, embedded: Tensor) -> Tensor:
+        """s (B, T, H), c (B, T, H), E y (B, T, E) -> pre-output (B, T, H)."""
+        return torch.tanh(self.readout(torch.cat([output, context, embedded], dim=-1)))
+
+    def _step(
+        self, embedded: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        output, context, state, weights = self._recur(embedded, state, memory, need_weights)
+        return self._readout(output, context, embedded), state, weights
+
+    def forward(
+        self, tgt_in: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """tgt_in (B, T) -> (logits (B, T, V), weights (B, T, S) or None).
+
+        Only the recurrence steps one at a time: the readout is not fed back, so it runs over
+        all steps in one matmul, as the generator does (T small matmuls and T weight-gradient
+        sums fewer in training).
+        """
+        embedded = self.dropout(self.embedding(tgt_in))
+        outputs, contexts, weights = [], [], []
+        for t in range(tgt_in.shape[1]):
+            output, context, state, w = self._recur(
+                embedded[:, t : t + 1], state, memory, need_weights
+            )
+            outputs.append(output)
+            contexts.append(context)
+            weights.append(w)
+        pre = self._readout(torch.cat(outputs, dim=1), torch.cat(contexts, dim=1), embedded)
+        all_weights = torch.cat(weights, dim=1) if need_weights else None
+        return self.generator(self.dropout(pre)), all_weights
 
 
 class LuongDecoder(AttentiveDecoder):

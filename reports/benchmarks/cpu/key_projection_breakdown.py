@@ -58,11 +58,13 @@ def main() -> None:
         memory = model.decoder.memory(keys, mask)
         state = model.decoder.init_state(final.detach().requires_grad_())
         embedded = model.decoder.embedding(data["tgt_in"])
-        pres = []
-        for t in range(TGT):
-            out, state, _ = model.decoder._step(embedded[:, t : t + 1], state, memory)
-            pres.append(out)
-        torch.cat(pres, dim=1).sum().backward()
+        outputs, contexts = [], []
+        for t in range(TGT):  # as BahdanauDecoder.forward: T recurrent steps, then the readout
+            out, ctx, state, _ = model.decoder._recur(embedded[:, t : t + 1], state, memory, False)
+            outputs.append(out)
+            contexts.append(ctx)
+        pre_all = model.decoder._readout(torch.cat(outputs, 1), torch.cat(contexts, 1), embedded)
+        pre_all.sum().backward()
 
     def generator_and_loss() -> None:
         logits = model.decoder.generator(pre)
@@ -73,7 +75,7 @@ def main() -> None:
 
     parts: dict[str, Callable[[], object]] = {
         "encoder (bi-GRU, fwd+bwd)": encoder,
-        "decoder loop with attention (fwd+bwd)": decoder_loop,
+        "decoder: T steps with attention, readout (fwd+bwd)": decoder_loop,
         "generator + loss (fwd+bwd)": generator_and_loss,
         "Adam step (fused, as training runs it)": optimizer.step,
         "Adam step (PyTorch default, not fused)": unfused.step,
