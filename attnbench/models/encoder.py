@@ -57,8 +57,8 @@ class Encoder(nn.Module):
         if bool((lengths == src.shape[1]).all()):
             # No padding (most batches: make_batches sorts by source length), so packing
             # changes nothing but the kernel: on CPU a dense input takes oneDNN's RNN, which
-            # ran a bi-GRU's forward + backward 1.4-1.9x faster than the packed loop
-            # (LSTM 1.1x) at B=16-200, S=13-80 (docs in reports/benchmarks/README.md).
+            # ran a bi-GRU's forward + backward 1.3-1.9x faster than the packed loop (LSTM
+            # 1.0-1.1x) at B=16-200, S=13-80 (reports/benchmarks/cpu/training_step_changes.py).
             outputs, hidden = self.rnn(embedded)
         else:
             packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
