@@ -541,9 +541,22 @@ def throughput_benchmark(
             if r.get("fraction_of_limit") is not None:
                 metrics[f"{prefix}/fraction_of_limit"] = r["fraction_of_limit"]
             tracker.log_metrics(rid, metrics, r["length"])
+        tracker.log_metrics(rid, limit_drift_metrics(result.limits, spec.dtype))
         for path in paths.values():
             tracker.log_artifact(rid, path, "bench")
     return {"rows": result.rows, "report": paths["report"].read_text(), "out": str(out)}
+
+
+def limit_drift_metrics(limits: list[dict[str, Any]], dtype: str) -> dict[str, float]:
+    """bench/limit_drift/{tanh,matmul}: end-of-run best limit / start-of-run best - 1, so the
+    dashboard shows whether the device held its speed through the run."""
+    from attnbench.bench.limits import drift
+
+    return {
+        f"bench/limit_drift/{d['limit']}": d["change"]
+        for d in drift(limits)
+        if d["limit"] == "tanh" or d["dtype"] == dtype
+    }
 
 
 def report(

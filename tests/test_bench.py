@@ -31,7 +31,11 @@ FAKE_LIMITS = [
 
 @pytest.fixture
 def fast_limits(monkeypatch):
-    monkeypatch.setattr(limits_mod, "measure_limits", lambda device, dtype: FAKE_LIMITS)
+    monkeypatch.setattr(
+        limits_mod,
+        "measure_limits",
+        lambda device, dtype, when="start": [{**r, "when": when} for r in FAKE_LIMITS],
+    )
 
 
 def tiny(names, lengths=(16, 32), modes=("forward", "backward"), max_seconds=60.0):
@@ -217,6 +221,11 @@ def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
     assert (tmp_path / "forward.png").stat().st_size > 1000
     report = (tmp_path / "report.md").read_text()
     assert "| implementation | T=16 |" in report and "### Targets" in report
+    assert "measured again at the end of the run" in report or "speed moved" in report
+    limits = pd.read_parquet(tmp_path / "limits.parquet")
+    measured = limits[limits["source"] == "measured"]
+    assert sorted(set(measured["when"])) == ["end", "start"]
+    assert len(measured[measured["when"] == "end"]) == len(measured[measured["when"] == "start"])
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["command"].startswith("python -m attnbench.bench")
 
@@ -268,3 +277,33 @@ def test_the_committed_measurement_scripts_still_run(script, expected):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert expected in done.stdout and "|---|" in done.stdout
+
+
+def test_limits_are_measured_before_and_after_the_cells(fast_limits):
+    result = tiny(["chunked"], lengths=(16,), modes=("forward",))
+    assert [r["when"] for r in result.limits] == ["start", "start", "end", "end"]
+
+
+def _limit(method: str, when: str, rate: float) -> dict:
+    return {"limit": "matmul", "method": method, "dtype": "float32", "unit": "FLOP/s",
+            "rate": rate, "source": "measured", "note": "", "when": when}  # fmt: skip
+
+
+def test_a_limit_that_moved_during_the_run_is_flagged_in_the_report():
+    from attnbench.bench.markdown import drift_note
+
+    steady = [_limit("gemm", "start", 2.0e11), _limit("gemm", "end", 2.1e11)]
+    assert limits_mod.drift(steady)[0]["change"] == pytest.approx(0.05)
+    assert drift_note(steady) == (
+        "The best limits measured again at the end of the run: matmul float32 +5% (stable)."
+    )
+    moved = [_limit("gemm", "start", 4.0e11), _limit("gemm", "end", 2.4e11)]
+    note = drift_note(moved)
+    assert note.startswith("**The device's speed moved during the run**")
+    assert "matmul float32 -40%" in note and "within 40% of its threshold" in note
+    # what counts is the best method at each time: a slower method's drop alone is no warning
+    other = [_limit("slow", "start", 1.0e11), _limit("slow", "end", 0.5e11)]
+    assert "(stable)" in drift_note([*steady, *other])
+    # a run measured once (an older limits.parquet) or a limit not measured: no claim either way
+    assert drift_note(moved[:1]) == "" and limits_mod.drift([]) == []
+    assert drift_note([*moved[:1], _limit("gemm", "end", float("nan"))]) == ""

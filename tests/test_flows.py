@@ -70,6 +70,11 @@ def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result):
     artifacts = {a.path for a in tracker.client.list_artifacts(run_id)}
     assert {"config.json", "hypotheses", "attention_maps", "by_length"} <= artifacts
     assert set(finals["run_id"]) <= tracker.runs_with_models()
+    # the attention benchmark's child: how far the device's limits moved during it
+    bench = children[children["tags.kind"] == "bench"]
+    assert len(bench) == 1
+    drift = bench[["metrics.bench/limit_drift/tanh", "metrics.bench/limit_drift/matmul"]].iloc[0]
+    assert drift.notna().all() and (drift.abs() < 10).all()
 
 
 @pytest.mark.slow

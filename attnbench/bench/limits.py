@@ -192,12 +192,42 @@ def data_sheet(device: str) -> list[dict[str, Any]]:
     return []
 
 
-def measure_limits(device: str, dtype: str) -> list[dict[str, Any]]:
-    return [*tanh_limits(device), *matmul_limits(device, dtype), *data_sheet(device)]
+#: a limit that moved more than this between the start and the end of a run is reported
+DRIFT_WARNING = 0.10
 
 
-def best(limits: list[dict[str, Any]], limit: str, dtype: str | None = None) -> float | None:
-    """The fastest measured rate of `limit` ('tanh' or 'matmul'; matmul in `dtype`)."""
+def measure_limits(device: str, dtype: str, when: str = "start") -> list[dict[str, Any]]:
+    """Every limit measured now, tagged `when`; the data-sheet figures only with "start".
+
+    The runner measures at the start and again at the end of a run: a shared VM's or a
+    throttling GPU's speed can move within one run, and a fraction of a limit is only as
+    good as the limit's stability over the cells it divides.
+    """
+    measured = [{**r, "when": when} for r in (*tanh_limits(device), *matmul_limits(device, dtype))]
+    sheet = [{**r, "when": ""} for r in data_sheet(device)] if when == "start" else []
+    return measured + sheet
+
+
+def drift(limits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per limit (tanh; matmul per dtype): the best rate at the start, at the end, and the
+    relative change; the fractions divide by the best, so that is the change that matters."""
+    pairs = dict.fromkeys(
+        (r["limit"], r["dtype"]) for r in limits if r.get("when") == "end"
+    )  # fmt: skip
+    out = []
+    for limit, dtype in pairs:
+        start, end = (best(limits, limit, dtype, when) for when in ("start", "end"))
+        if start and end:
+            out.append({"limit": limit, "dtype": dtype, "start": start, "end": end,
+                        "change": end / start - 1.0})  # fmt: skip
+    return out
+
+
+def best(
+    limits: list[dict[str, Any]], limit: str, dtype: str | None = None, when: str | None = None
+) -> float | None:
+    """The fastest measured rate of `limit` ('tanh' or 'matmul'; matmul in `dtype`), over the
+    whole run or only its `when` ("start", "end") measurements."""
     rates = [
         r["rate"]
         for r in limits
@@ -205,5 +235,6 @@ def best(limits: list[dict[str, Any]], limit: str, dtype: str | None = None) -> 
         and r["source"] == "measured"
         and r["rate"] == r["rate"]
         and (limit == "tanh" or r["dtype"] == dtype)
+        and (when is None or r.get("when") == when)
     ]
     return max(rates) if rates else None

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from attnbench.bench import limits as limits_mod
 from attnbench.bench.implementations import REGISTRY
 from attnbench.bench.runner import BenchResult
 from attnbench.bench.tables import lra_frame, lra_table, markdown
@@ -17,11 +18,12 @@ Conventions. Throughput is queries (tokens) per second: B*T_q over the median ti
 counts only keys that are not padding (the last eighth of every row is padding): additive
 attention does B*H*T_q*T_k*a tanh (the forward count, also for forward+backward rows);
 multiplicative 4*B*H*T_q*T_k*d FLOPs forward, 3.5x that forward+backward (FlashAttention's
-convention). Fractions are of the best limit measured in this run. Peak memory is the working
-memory of the timed calls: on CUDA max_memory_allocated minus what was allocated before them,
-on the CPU the peak RSS of a fresh child process per cell minus its RSS before the timed calls
-(inputs and imports excluded). Every implementation was checked against the float64 reference
-(with a padding mask) before it was timed; 'mismatch' rows were not timed."""
+convention). Fractions are of the best limit measured in this run, at its start or its end.
+Peak memory is the working memory of the timed calls: on CUDA max_memory_allocated minus
+what was allocated before them, on the CPU the peak RSS of a fresh child process per cell
+minus its RSS before the timed calls (inputs and imports excluded). Every implementation was
+checked against the float64 reference (with a padding mask) before it was timed; 'mismatch'
+rows were not timed."""
 
 
 def _limits_table(limits: list[dict[str, Any]]) -> str:
@@ -29,7 +31,28 @@ def _limits_table(limits: list[dict[str, Any]]) -> str:
     if frame.empty:
         return "_(none)_"
     frame["rate"] = frame["rate"].map(lambda v: f"{v:.3g}")
-    return markdown(frame[["limit", "method", "dtype", "rate", "unit", "source", "note"]])
+    columns = ["limit", "method", "dtype", "when", "rate", "unit", "source", "note"]
+    return markdown(frame[[c for c in columns if c in frame]])
+
+
+def drift_note(limits: list[dict[str, Any]]) -> str:
+    """One line on how far the device's limits moved between the start and the end of the run."""
+    moves = limits_mod.drift(limits)
+    if not moves:
+        return ""
+    changes = ", ".join(
+        f"{m['limit']}{'' if m['limit'] == 'tanh' else ' ' + m['dtype']} {m['change']:+.0%}"
+        for m in moves
+    )
+    worst = max(moves, key=lambda m: abs(m["change"]))
+    if abs(worst["change"]) <= limits_mod.DRIFT_WARNING:
+        return f"The best limits measured again at the end of the run: {changes} (stable)."
+    return (
+        f"**The device's speed moved during the run** (best limit, end vs start: {changes}). "
+        f"Fractions are of the best limit either time; a fraction or target within "
+        f"{abs(worst['change']):.0%} of its threshold may read differently on a steadier "
+        "machine (a shared VM's host, a GPU's clocks): rerun to confirm it."
+    )
 
 
 def _model_table(rows: list[dict[str, Any]]) -> str:
@@ -69,6 +92,8 @@ def report(result: BenchResult, targets: list[Target], command: str) -> str:
         "### Limits measured in this run",
         _limits_table(result.limits),
     ]
+    if note := drift_note(result.limits):
+        parts.append(note)
     sdpa = result.meta.get("sdpa_backends") or {}
     if sdpa:
         working = ", ".join(sdpa.get("working") or []) or "n/a (CPU)"

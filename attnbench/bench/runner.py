@@ -91,6 +91,8 @@ def run_benchmark(
     if "model" in spec.modes:
         rows += _model(spec, left, opts, model_rows)
     rows += [_run(c, opts, left, checked, oom) for c in backward]
+    opts.log(f"limits on {spec.device} again (did the device's speed move?) ...")
+    limits += limits_mod.measure_limits(spec.device, spec.dtype, when="end")
     add_fractions(rows, limits)
     meta["seconds"] = time.perf_counter() - start
     return BenchResult(rows, limits, meta)
