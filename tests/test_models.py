@@ -110,6 +110,38 @@ def test_a_batch_without_padding_encodes_as_the_packed_rnn_does(rnn, dtype):
     torch.testing.assert_close(dense_grads, ref_grads, **tol)
 
 
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_decoder_step_through_the_cell_functions_equals_the_rnn_module(rnn, layers):
+    """One-token steps go through torch.{gru,lstm}_cell with nn.GRU/nn.LSTM's weights (faster
+    on CPU): the same outputs, states and gradients as the module, every layer."""
+    from attnbench.models.decoder import DecoderState
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(rnn=rnn, dec_layers=layers, emb_dim=8, hidden_dim=12, dropout=0.3)
+    decoder = build_model(cfg, SRC_V, TGT_V).decoder.double().eval()
+    x = torch.randn(3, 1, decoder.rnn.input_size, dtype=torch.float64)
+    h = torch.randn(layers, 3, 12, dtype=torch.float64)
+    state = DecoderState(h, torch.randn_like(h) if rnn == "lstm" else None)
+
+    out, new = decoder._rnn_step(x, state)
+    ref_out, ref_hx = decoder.rnn(x, state.rnn_hx())
+    ref_h, ref_c = ref_hx if rnn == "lstm" else (ref_hx, None)
+    torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(new.hidden, ref_h, rtol=1e-12, atol=1e-12)
+    if rnn == "lstm":
+        torch.testing.assert_close(new.cell, ref_c, rtol=1e-12, atol=1e-12)
+    params = list(decoder.rnn.parameters())
+    grads = torch.autograd.grad(out.sum() + new.hidden.square().sum(), params)
+    ref_grads = torch.autograd.grad(ref_out.sum() + ref_h.square().sum(), params)
+    for g, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
+    assert decoder._run_rnn(x, state)[0].equal(out)  # a one-token input takes this path
+    if layers > 1:  # in training, dropout between layers as the module applies it
+        decoder.train()
+        assert not decoder._rnn_step(x, state)[0].allclose(out)
+
+
 @pytest.mark.parametrize("decoder", ["bahdanau", "luong"])
 def test_batched_greedy_equals_one_by_one(decoder):
     model = tiny_model(decoder)

@@ -16,12 +16,16 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention import Attention
 from attnbench.models.encoder import RNN_CLASSES, RNNType
 
 DecoderStyle = Literal["bahdanau", "luong"]
+
+#: one layer's parameters of nn.GRU / nn.LSTM, in torch.{gru,lstm}_cell's argument order
+RNN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 @dataclass
@@ -121,10 +125,40 @@ class AttentiveDecoder(nn.Module):
         )  # fmt: skip
 
     def _run_rnn(self, rnn_input: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """rnn_input (B, T, I) -> (top layer's outputs (B, T, H), state after the last step)."""
+        if rnn_input.shape[1] == 1:
+            return self._rnn_step(rnn_input, state)
+        return self._rnn_sequence(rnn_input, state)
+
+    def _rnn_sequence(self, rnn_input: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """All of rnn_input's steps in one nn.GRU/nn.LSTM call (cuDNN / oneDNN)."""
         output, hx = self.rnn(rnn_input, state.rnn_hx())
         if self.is_lstm:
             return output, replace(state, hidden=hx[0], cell=hx[1])
         return output, replace(state, hidden=hx)
+
+    def _rnn_step(self, rnn_input: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """One time step through every layer with `self.rnn`'s own weights and dropout.
+
+        Decoding, the Bahdanau decoder and input feeding step once per target token. Called
+        with a length-1 sequence, nn.LSTM on CPU (oneDNN) cost 4.5x and nn.GRU 1.1x the
+        cell functions below, fwd+bwd at B=16, H=512 (reports/benchmarks/README.md).
+        """
+        x = rnn_input.squeeze(1)
+        hiddens, cells = [], []
+        for layer in range(self.num_layers):
+            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in RNN_WEIGHTS]
+            if self.is_lstm:
+                h, c = torch.lstm_cell(x, (state.hidden[layer], state.cell[layer]), *weights)
+                cells.append(c)
+            else:
+                h = torch.gru_cell(x, state.hidden[layer], *weights)
+            hiddens.append(h)
+            last = layer == self.num_layers - 1  # nn.GRU/nn.LSTM drop out between layers
+            x = h if last else F.dropout(h, self.rnn.dropout, self.training)
+        hidden = torch.stack(hiddens)
+        cell = torch.stack(cells) if self.is_lstm else None
+        return x.unsqueeze(1), replace(state, hidden=hidden, cell=cell)
 
     def _step(
         self, embedded: Tensor, state: DecoderState, memory: Memory, need_weights: bool = True

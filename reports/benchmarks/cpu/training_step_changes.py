@@ -7,6 +7,10 @@
 2. A training step of the benchmark's hidden-512 Bahdanau model: the decoder stepping the
    readout with the recurrence (the base class's loop, as before) vs `BahdanauDecoder.forward`
    (the readout over all target steps at once). Same weights, same batch.
+3. A training step whose decoder steps its RNN one token at a time (Bahdanau with a GRU, the
+   benchmark's model; Luong with an LSTM and input feeding, the `multi30k` preset's): every
+   step through the nn.GRU/nn.LSTM module (as before) vs through torch.{gru,lstm}_cell with
+   the module's weights (`AttentiveDecoder._rnn_step`, now). Same weights, same batch.
 (Fused vs default Adam: `key_projection_breakdown.py`.) Medians over interleaved repeats,
 the order reversed every other round.
 """
@@ -24,6 +28,8 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnbench.bench.model_modes import build_bench_model, random_batch, train_step_fn
+from attnbench.config import ModelConfig
+from attnbench.models import build_model
 from attnbench.models.decoder import AttentiveDecoder
 
 #: (batch, source length, embedding, units per direction, RNN)
@@ -86,6 +92,21 @@ def main() -> None:
     for name, value in ms.items():
         print(f"| {name} | {value:.1f} |")
     print(f"\nreadout once: {ms['readout per step'] / ms['readout once']:.3f}x")
+
+    print("\n| training step, B=16 S=80 T=20 hidden 512 | RNN module per step ms | cell ms "
+          "| speed-up |\n|---|---|---|---|")  # fmt: skip
+    for rnn, decoder, feeding in (("gru", "bahdanau", False), ("lstm", "luong", True)):
+        cfg = ModelConfig(attention="additive", decoder=decoder, rnn=rnn, input_feeding=feeding,
+                          emb_dim=256, hidden_dim=512, dropout=0.0)  # fmt: skip
+        torch.manual_seed(0)
+        cells = build_model(cfg, 8000, 8000).train()
+        module = copy.deepcopy(cells)
+        module.decoder._run_rnn = module.decoder._rnn_sequence  # every step through nn.GRU/LSTM
+        ms = interleaved({"module": train_step_fn(module, data),
+                          "cell": train_step_fn(cells, data)}, args.repeats)  # fmt: skip
+        name = f"{decoder}, {rnn.upper()}{', input feeding' if feeding else ''}"
+        print(f"| {name} | {ms['module']:.1f} | {ms['cell']:.1f} | "
+              f"{ms['module'] / ms['cell']:.2f}x |")  # fmt: skip
 
 
 if __name__ == "__main__":
