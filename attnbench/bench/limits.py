@@ -211,9 +211,7 @@ def measure_limits(device: str, dtype: str, when: str = "start") -> list[dict[st
 def drift(limits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per limit (tanh; matmul per dtype): the best rate at the start, at the end, and the
     relative change; the fractions divide by the best, so that is the change that matters."""
-    pairs = dict.fromkeys(
-        (r["limit"], r["dtype"]) for r in limits if r.get("when") == "end"
-    )  # fmt: skip
+    pairs = dict.fromkeys((r["limit"], r["dtype"]) for r in limits if r.get("when") == "end")
     out = []
     for limit, dtype in pairs:
         start, end = (best(limits, limit, dtype, when) for when in ("start", "end"))

@@ -154,7 +154,7 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - tic
 
 
-def _interleaved(
+def interleaved(
     fns: list[Callable[[], object]], device: torch.device, repeats: int, warmup: int
 ) -> list[list[float]]:
     """Times for each fn, taken in turns so drifting machine load hits all of them alike.
@@ -262,7 +262,7 @@ def train_step_throughput(
         model = build_bench_model(variant, hidden, vocab, recompute_keys=recompute_keys)
         model = model.to(device).train()
         data = random_batch(batch, src_len, tgt_len, vocab, device)
-        (times,) = _interleaved([train_step_fn(model, data)], device, repeats, warmup)
+        (times,) = interleaved([train_step_fn(model, data)], device, repeats, warmup)
     except Exception as exc:  # a failed cell is a row, not a crash
         return {**row, **_failure(exc, device)}
     return {**row, **_summary(times, batch * tgt_len)}
@@ -302,10 +302,19 @@ def greedy_decode_throughput(
             with torch.inference_mode():
                 return greedy_steps(model, data, max_len)
 
-        (times,) = _interleaved([decode], device, repeats, warmup)
+        (times,) = interleaved([decode], device, repeats, warmup)
     except Exception as exc:
         return {**row, **_failure(exc, device)}
     return {**row, **_summary(times, batch * max_len)}
+
+
+def median_ms(
+    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """Median milliseconds per named function, timed in turns (`interleaved`, one warm-up):
+    the measurement scripts under reports/benchmarks use it."""
+    times = interleaved(list(fns.values()), torch.device(device), repeats, warmup=1)
+    return {name: 1e3 * statistics.median(t) for name, t in zip(fns, times, strict=True)}
 
 
 def key_projection_comparison(
@@ -385,7 +394,7 @@ def _side_by_side(
     """Time the two functions `build` returns in turns; rows[0] gets `speedup` = time of the
     second / time of the first. A failure fills both rows."""
     try:
-        times = _interleaved(build(), device, repeats, warmup)
+        times = interleaved(build(), device, repeats, warmup)
     except Exception as exc:
         failure = _failure(exc, device)
         return [{**row, **failure} for row in rows]

@@ -14,8 +14,6 @@ per-step / once = (once + (T - 1) * key projection) / once. Medians over interle
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -23,6 +21,7 @@ import torch.nn.functional as F
 
 from attnbench.bench.model_modes import (
     build_bench_model,
+    median_ms,
     per_step_copy,
     random_batch,
     train_step_fn,
@@ -83,15 +82,7 @@ def main() -> None:
         "training step, keys once": train_step_fn(model, data),
         "training step, keys per step": train_step_fn(per_step_copy(model), data),
     }
-    times: dict[str, list[float]] = {name: [] for name in parts}
-    for fn in parts.values():  # warm-up
-        fn()
-    for round_ in range(args.repeats):  # order reversed every other round: no first-place bias
-        for name, fn in list(parts.items())[:: 1 if round_ % 2 == 0 else -1]:
-            tic = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - tic)
-    ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    ms = median_ms(parts, args.repeats)  # in turns, the order reversed every other round
     print(f"B={BATCH}, S={SRC}, T={TGT}, hidden=A={HIDDEN}, vocab={VOCAB}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")  # fmt: skip
     print("| part | ms |\n|---|---|")

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 import types
 from collections.abc import Callable
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnbench.bench.model_modes import build_bench_model, random_batch, train_step_fn
+from attnbench.bench.model_modes import (
+    build_bench_model,
+    median_ms,
+    random_batch,
+    train_step_fn,
+)
 from attnbench.config import ModelConfig
 from attnbench.models import build_model
 from attnbench.models.decoder import AttentiveDecoder
@@ -35,19 +38,6 @@ from attnbench.models.decoder import AttentiveDecoder
 #: (batch, source length, embedding, units per direction, RNN)
 RNN_SHAPES = [(16, 80, 256, 256, "GRU"), (64, 30, 512, 256, "GRU"), (200, 13, 256, 128, "GRU"),
               (200, 13, 256, 128, "LSTM"), (16, 80, 256, 256, "LSTM")]  # fmt: skip
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median ms per function, the functions taking turns (warm-up call first)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_ in range(repeats):
-        for name, fn in list(fns.items())[:: 1 if round_ % 2 == 0 else -1]:
-            tic = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - tic)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def rnn_fns(batch: int, length: int, emb: int, units: int, kind: str) -> dict[str, Callable]:
@@ -77,7 +67,7 @@ def main() -> None:
     print(f"{torch.get_num_threads()} threads, median of {args.repeats}\n")
     print("| bi-RNN, fwd+bwd | packed ms | dense ms | speed-up |\n|---|---|---|---|")
     for shape in RNN_SHAPES:
-        ms = interleaved(rnn_fns(*shape), args.repeats)
+        ms = median_ms(rnn_fns(*shape), args.repeats)
         b, s, e, u, kind = shape
         print(f"| {kind} B={b} S={s} E={e} {u}x2 | {ms['packed']:.1f} | {ms['dense']:.1f} "
               f"| {ms['packed'] / ms['dense']:.2f}x |")  # fmt: skip
@@ -86,7 +76,7 @@ def main() -> None:
     old = copy.deepcopy(new)
     old.decoder.forward = types.MethodType(AttentiveDecoder.forward, old.decoder)
     data = random_batch(16, 80, 20, 8000, "cpu")
-    ms = interleaved({"readout per step": train_step_fn(old, data),
+    ms = median_ms({"readout per step": train_step_fn(old, data),
                       "readout once": train_step_fn(new, data)}, args.repeats)  # fmt: skip
     print("\n| training step, B=16 S=80 T=20 hidden 512 | ms |\n|---|---|")
     for name, value in ms.items():
@@ -102,7 +92,7 @@ def main() -> None:
         cells = build_model(cfg, 8000, 8000).train()
         module = copy.deepcopy(cells)
         module.decoder._run_rnn = module.decoder._rnn_sequence  # every step through nn.GRU/LSTM
-        ms = interleaved({"module": train_step_fn(module, data),
+        ms = median_ms({"module": train_step_fn(module, data),
                           "cell": train_step_fn(cells, data)}, args.repeats)  # fmt: skip
         name = f"{decoder}, {rnn.upper()}{', input feeding' if feeding else ''}"
         print(f"| {name} | {ms['module']:.1f} | {ms['cell']:.1f} | "
