@@ -33,6 +33,30 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 USER_TRACKING_URI = os.environ.get(TRACKING_URI_ENV) or None
 
 
+#: runs this process started and has not ended, by id: what `fail_open_runs` closes
+_OPEN_RUNS: dict[str, Tracker] = {}
+
+
+def fail_open_runs(reason: str) -> list[str]:
+    """Mark every run this process left open FAILED, with `reason` as its error tag.
+
+    The last step of a worker that must end before its code unwound (a library swallowed
+    the SystemExit of SIGTERM, or the store was slow): without it the run would stay
+    RUNNING for good. Returns the ids it closed; a store that fails here is skipped (the
+    process is exiting, and nothing else could close them either).
+    """
+    closed = []
+    for run_id, tracker in list(_OPEN_RUNS.items()):
+        try:
+            tracker.client.set_tag(run_id, "error", reason)
+            tracker.end_run(run_id, "FAILED")
+        except Exception as exc:
+            print(f"attnbench: could not mark MLflow run {run_id} failed: {exc}", file=sys.stderr)
+            continue
+        closed.append(run_id)
+    return closed
+
+
 def default_tracking_uri(workdir: Path) -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
@@ -129,10 +153,12 @@ class Tracker:
         if parent_id is not None:
             all_tags[PARENT_TAG] = parent_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        _OPEN_RUNS[run.info.run_id] = self
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+        _OPEN_RUNS.pop(run_id, None)
 
     @contextmanager
     def run(

@@ -111,7 +111,7 @@ def run_in_workers(
                     continue
                 on_result(futures[future], result)
         except BaseException:  # Ctrl+C, SIGTERM: stop the workers before the pool waits on them
-            _stop_workers(grace_s=WORKER_UNWIND_S + 5.0)
+            _stop_workers(grace_s=WORKER_UNWIND_S + CLOSE_RUNS_S + 2.0)
             _do_not_wait_for_worker_messages(runner)
             raise
     if failures:
@@ -209,10 +209,36 @@ def prepare_worker(workers: int) -> None:
         if _TERMINATING:
             return
         _TERMINATING.append(signum)
-        threading.Timer(WORKER_UNWIND_S, os._exit, args=(128 + signum,)).start()
+        threading.Timer(WORKER_UNWIND_S, _exit_now, args=(signum,)).start()
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, _exit)
+
+
+#: seconds the last resort of `_exit_now` may spend closing MLflow runs
+CLOSE_RUNS_S = 3.0
+
+
+def _exit_now(signum: int) -> None:
+    """End the worker WORKER_UNWIND_S after SIGTERM, closing the MLflow runs it left open.
+
+    The SystemExit of the first SIGTERM does not always reach the training code: raised
+    while a library runs a block that swallows it, it is lost and the model trains on
+    (seen once in CI: the sweep's cell then stayed RUNNING in MLflow). So the runs still
+    open here are marked FAILED before the process ends, within CLOSE_RUNS_S.
+    """
+    import sys
+    import threading
+
+    tracking = sys.modules.get("attnbench.tracking")  # not imported: no run was started
+    if tracking is not None:
+        reason = (
+            f"terminated by signal {signum}: the worker did not unwind within {WORKER_UNWIND_S:g} s"
+        )
+        closer = threading.Thread(target=tracking.fail_open_runs, args=(reason,), daemon=True)
+        closer.start()
+        closer.join(CLOSE_RUNS_S)
+    os._exit(128 + signum)
 
 
 #: set in a worker process once it got SIGTERM (see `prepare_worker`)

@@ -55,6 +55,23 @@ def test_a_failing_block_marks_the_run_failed_with_its_error(tracker):
     assert run.data.tags["error"] == "ValueError: loss is nan"
 
 
+def test_fail_open_runs_closes_only_the_runs_this_process_left_open(tracker):
+    from attnbench.tracking import fail_open_runs
+
+    done = tracker.start_run("finished")
+    tracker.end_run(done)
+    with pytest.raises(ValueError), tracker.run("failed") as failed:
+        raise ValueError("boom")
+    left_open = tracker.start_run("cut")
+    assert fail_open_runs("terminated by signal 15") == [left_open]
+    assert fail_open_runs("again") == []  # closed runs leave the list
+    status = {rid: tracker.client.get_run(rid) for rid in (done, failed, left_open)}
+    assert status[done].info.status == "FINISHED" and "error" not in status[done].data.tags
+    assert status[failed].data.tags["error"] == "ValueError: boom"
+    assert status[left_open].info.status == "FAILED"
+    assert status[left_open].data.tags["error"] == "terminated by signal 15"
+
+
 def test_unreachable_server_is_one_clear_error_within_the_timeout():
     uri = f"http://127.0.0.1:{free_port()}"
     tic = time.monotonic()

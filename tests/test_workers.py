@@ -114,3 +114,47 @@ def test_a_worker_dead_with_the_queue_lock_does_not_hang_the_exit(tmp_path, skip
         out = proc.communicate()[0]
     assert "exiting" in out  # it got to the end of its work either way
     assert rc == (0 if skip else None)
+
+
+SWALLOWS_ITS_SIGTERM = """
+import os, signal, sys, time
+import flows._common as common
+from attnbench.tracking import Tracker
+
+common.WORKER_UNWIND_S = 0.5
+common.prepare_worker(1)
+tracker = Tracker.local(sys.argv[1], "e")
+tracker.end_run(tracker.start_run("finished before"))
+with tracker.run("cell") as run_id:
+    signalled = False
+    while True:  # a library block that swallows SystemExit: the model trains on
+        try:
+            if not signalled:
+                signalled = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        except BaseException:
+            pass
+"""
+
+
+def test_a_worker_whose_code_swallowed_sigterm_still_exits_and_fails_its_run(tmp_path):
+    """What left a sweep cell RUNNING in MLflow once in CI: the worker's SystemExit never
+    reached the training code, and the worker ended WORKER_UNWIND_S later mid-training."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from attnbench.tracking import Tracker
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", SWALLOWS_ITS_SIGTERM, str(tmp_path)], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
+    runs = Tracker.local(tmp_path, "e").search_runs("")
+    status = dict(zip(runs["tags.mlflow.runName"], runs["status"], strict=True))
+    assert status == {"finished before": "FINISHED", "cell": "FAILED"}
+    error = runs[runs["tags.mlflow.runName"] == "cell"]["tags.error"].iloc[0]
+    assert error.startswith("terminated by signal 15: the worker did not unwind")
