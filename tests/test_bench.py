@@ -34,16 +34,23 @@ def fast_limits(monkeypatch):
     monkeypatch.setattr(
         limits_mod,
         "measure_limits",
-        lambda device, dtype, when="start": [{**r, "when": when} for r in FAKE_LIMITS],
+        lambda device, dtype, when="start", max_trial_s=None: [
+            {**r, "when": when} for r in FAKE_LIMITS
+        ],
     )
 
 
-def tiny(names, lengths=(16, 32), modes=("forward", "backward"), max_seconds=60.0):
+def tiny_spec_and_options(names, lengths=(16, 32), modes=("forward", "backward"),
+                          max_seconds=60.0):  # fmt: skip
     spec = default_spec("cpu", lengths=list(lengths), dims=[8], names=list(names),
                         modes=list(modes))  # fmt: skip
     opts = runner.RunOptions(repeats=2, cell_seconds=0.05, max_seconds=max_seconds,
                              isolation="inline", log=lambda line: None)  # fmt: skip
-    return runner.run_benchmark(spec, opts)
+    return spec, opts
+
+
+def tiny(names, lengths=(16, 32), modes=("forward", "backward"), max_seconds=60.0):
+    return runner.run_benchmark(*tiny_spec_and_options(names, lengths, modes, max_seconds))
 
 
 def test_tiny_grid_gives_well_formed_rows(fast_limits):
@@ -204,7 +211,8 @@ def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
         f"for name in {BLOCKED!r}:\n    sys.modules[name] = None\n"
         f"sys.argv = ['attnbench.bench', '--device', 'cpu', '--out', {str(tmp_path)!r},\n"
         "    '--lengths', '16', '--dims', '8', '--implementations', 'chunked,sdpa',\n"
-        "    '--modes', 'forward,model', '--isolation', 'inline', '--cell-seconds', '0.05']\n"
+        "    '--modes', 'forward,model', '--isolation', 'inline', '--cell-seconds', '0.05',\n"
+        "    '--repeats', '1', '--comparison-repeats', '1']\n"
         "runpy.run_module('attnbench.bench', run_name='__main__')\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -216,6 +224,7 @@ def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
     model = rows[rows["mode"].isin(["train_step", "greedy_decode"])]
     # per cell: a training step, decoding, fused vs reference path; then the key projection
     assert len(model) == 2 * 4 + 2 and set(model["status"]) == {"ok"}
+    assert set(model["repeats"]) == {1}  # --repeats and --comparison-repeats reach them
     assert set(model["comparison"].dropna()) == {"fused_path", "key_projection"}
     assert (model["tokens_per_s"] > 0).all()
     assert (tmp_path / "forward.png").stat().st_size > 1000
@@ -237,6 +246,17 @@ def test_standalone_bad_lengths_exit_2():
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--lengths must be comma-separated" in done.stderr
+    assert not Path("x").exists()
+
+
+@pytest.mark.parametrize("option", ["--repeats", "--comparison-repeats"])
+def test_standalone_repeats_below_one_exit_2(option):
+    done = subprocess.run(
+        [sys.executable, "-m", "attnbench.bench", "--out", "x", option, "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert f"{option} must be at least 1, got 0" in done.stderr
     assert not Path("x").exists()
 
 
@@ -282,6 +302,23 @@ def test_the_committed_measurement_scripts_still_run(script, expected):
 def test_limits_are_measured_before_and_after_the_cells(fast_limits):
     result = tiny(["chunked"], lengths=(16,), modes=("forward",))
     assert [r["when"] for r in result.limits] == ["start", "start", "end", "end"]
+
+
+def test_limit_trials_last_no_longer_than_a_cell(monkeypatch):
+    trials = []
+    monkeypatch.setattr(
+        limits_mod, "tanh_limits", lambda device, seconds: trials.append(seconds) or []
+    )
+    monkeypatch.setattr(limits_mod, "matmul_limits",
+                        lambda device, dtype, seconds: trials.append(seconds) or [])  # fmt: skip
+    limits_mod.measure_limits("cpu", "float32")
+    assert trials == [limits_mod.TANH_TRIAL_S, limits_mod.MATMUL_TRIAL_S]
+    trials.clear()
+    limits_mod.measure_limits("cpu", "float32", max_trial_s=0.05)
+    assert trials == [0.05, 0.05]
+    trials.clear()
+    runner.run_benchmark(*tiny_spec_and_options(["chunked"], (16,), ("forward",)))
+    assert trials == [0.05] * 4  # start and end, tanh and matmul: the cells' 0.05 s
 
 
 def _limit(method: str, when: str, rate: float) -> dict:

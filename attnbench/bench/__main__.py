@@ -35,6 +35,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, help="timed repeats per cell [cpu 5, cuda 20]")
     p.add_argument("--warmup", type=int, help="warm-up calls per cell [cpu 1, cuda 3]")
     p.add_argument(
+        "--comparison-repeats",
+        type=int,
+        help="timed rounds of each side of the full model's side-by-side comparisons "
+        "(key projection once vs per step, fused vs reference path) [15]",
+    )
+    p.add_argument(
         "--isolation",
         choices=["subprocess", "inline"],
         default="subprocess",
@@ -65,6 +71,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Path]:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda, but torch sees no CUDA GPU; use --device cpu")
+    for option in ("repeats", "warmup", "comparison_repeats"):
+        value, least = getattr(args, option), 0 if option == "warmup" else 1
+        if value is not None and value < least:
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"{flag} must be at least {least}, got {value}")
     modes = args.modes.split(",") if args.modes else None
     if modes and not set(modes) <= {"forward", "backward", "model"}:
         raise UserError(f"--modes takes forward, backward, model; got {args.modes!r}")
@@ -83,6 +94,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Path]:
     options = RunOptions(
         warmup=args.warmup if args.warmup is not None else (3 if cuda else 1),
         repeats=args.repeats if args.repeats is not None else (20 if cuda else 5),
+        **(
+            {}
+            if args.comparison_repeats is None
+            else {"comparison_repeats": args.comparison_repeats}
+        ),
         cell_seconds=args.cell_seconds,
         max_seconds=args.max_seconds,
         isolation=args.isolation,

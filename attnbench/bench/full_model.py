@@ -11,10 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from attnbench.bench.grid import GridSpec
+from attnbench.bench.runner import RunOptions
 
-#: repeats of each side of a side-by-side comparison: with 5 a CPU step's IQR was ~10% of its
-#: median, as large as the ratios to resolve
-COMPARISON_REPEATS = 15
 #: (variant, batch, src_len, tgt_len, hidden) of the training-step and decoding rows
 MODEL_CELLS = [("additive", 32, 40, 20, 256), ("scaled_dot", 32, 40, 20, 256)]
 
@@ -26,8 +24,9 @@ def _normalise(row: dict[str, Any], comparison: str | None = None) -> dict[str, 
     return out
 
 
-def model_rows(spec: GridSpec, seconds_left: float) -> list[dict[str, Any]]:
-    """Rows of every full-model mode on `spec.device`; an import failure is one recorded row."""
+def model_rows(spec: GridSpec, options: RunOptions) -> list[dict[str, Any]]:
+    """Rows of every full-model mode on `spec.device`, repeats from `options`; an import
+    failure is one recorded row."""
     try:
         from attnbench.bench import model_modes as mm
     except ImportError as exc:
@@ -35,15 +34,15 @@ def model_rows(spec: GridSpec, seconds_left: float) -> list[dict[str, Any]]:
     rows = []
     for variant, batch, src, tgt, hidden in MODEL_CELLS:
         args = {"variant": variant, "device": spec.device, "batch": batch, "src_len": src,
-                "hidden": hidden}  # fmt: skip
+                "hidden": hidden, "repeats": options.repeats}  # fmt: skip
         rows.append(_normalise(mm.train_step_throughput(**args, tgt_len=tgt)))
         rows.append(_normalise(mm.greedy_decode_throughput(**args, max_len=tgt)))
         fused = mm.fused_path_comparison(
-            variant, spec.device, hidden, batch, repeats=COMPARISON_REPEATS
+            variant, spec.device, hidden, batch, repeats=options.comparison_repeats
         )  # Luong decoder, 64 source and target tokens: where the fused paths apply
         rows += [_normalise(r, "fused_path") for r in fused]
     comparison = mm.key_projection_comparison(
-        device=spec.device, hidden=512, repeats=COMPARISON_REPEATS
+        device=spec.device, hidden=512, repeats=options.comparison_repeats
     )
     rows += [_normalise(r, "key_projection") for r in comparison]
     return rows

@@ -95,7 +95,12 @@ def _numpy_threaded(threads: int, seconds: float) -> float:
         return _rate(step, float(CACHE_ELEMENTS * calls * threads), seconds)
 
 
-def tanh_limits(device: str, seconds: float = 0.2) -> list[dict[str, Any]]:
+#: seconds of one timed trial of a tanh and of a matmul limit (each is measured 3 times)
+TANH_TRIAL_S = 0.2
+MATMUL_TRIAL_S = 0.3
+
+
+def tanh_limits(device: str, seconds: float = TANH_TRIAL_S) -> list[dict[str, Any]]:
     """float32 tanh/s by every method available on `device`."""
     rows: list[dict[str, Any]] = []
 
@@ -142,7 +147,7 @@ def tanh_limits(device: str, seconds: float = 0.2) -> list[dict[str, Any]]:
     return rows
 
 
-def matmul_limits(device: str, dtype: str, seconds: float = 0.3) -> list[dict[str, Any]]:
+def matmul_limits(device: str, dtype: str, seconds: float = MATMUL_TRIAL_S) -> list[dict[str, Any]]:
     """GEMM FLOP/s in the benchmark's dtype (and float32, which the CPU runs natively)."""
     n = 2048 if device == "cpu" else 8192
     rows = []
@@ -196,14 +201,21 @@ def data_sheet(device: str) -> list[dict[str, Any]]:
 DRIFT_WARNING = 0.10
 
 
-def measure_limits(device: str, dtype: str, when: str = "start") -> list[dict[str, Any]]:
+def measure_limits(
+    device: str, dtype: str, when: str = "start", max_trial_s: float = float("inf")
+) -> list[dict[str, Any]]:
     """Every limit measured now, tagged `when`; the data-sheet figures only with "start".
 
     The runner measures at the start and again at the end of a run: a shared VM's or a
     throttling GPU's speed can move within one run, and a fraction of a limit is only as
-    good as the limit's stability over the cells it divides.
+    good as the limit's stability over the cells it divides. Each timed trial lasts
+    TANH_TRIAL_S or MATMUL_TRIAL_S, at most `max_trial_s`.
     """
-    measured = [{**r, "when": when} for r in (*tanh_limits(device), *matmul_limits(device, dtype))]
+    found = (
+        *tanh_limits(device, min(TANH_TRIAL_S, max_trial_s)),
+        *matmul_limits(device, dtype, min(MATMUL_TRIAL_S, max_trial_s)),
+    )
+    measured = [{**r, "when": when} for r in found]
     sheet = [{**r, "when": ""} for r in data_sheet(device)] if when == "start" else []
     return measured + sheet
 

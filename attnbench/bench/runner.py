@@ -24,11 +24,18 @@ from attnbench.bench.grid import Cell, GridSpec, attention_cells
 from attnbench.bench.implementations import REGISTRY, implementations, sdpa_backends
 from attnbench.bench.problem import DTYPES, Shape, make_problem
 
+#: rounds of each side of a full-model side-by-side comparison: with 5 a CPU training step's
+#: IQR was ~10% of its median, as large as the ratios to resolve
+COMPARISON_REPEATS = 15
+
 
 @dataclass
 class RunOptions:
     warmup: int = 1
+    #: timed repeats per cell, and of the full model's training step and decoding rows
     repeats: int = 5
+    #: rounds of each side of the full model's comparisons (key projection, fused path)
+    comparison_repeats: int = COMPARISON_REPEATS
     #: seconds of timed repeats per cell (fewer repeats when one call is slow)
     cell_seconds: float = 20.0
     #: total budget for the whole run; cells after it are skipped
@@ -72,7 +79,7 @@ def add_fractions(rows: list[dict[str, Any]], limits: list[dict[str, Any]]) -> N
 def run_benchmark(
     spec: GridSpec,
     options: RunOptions | None = None,
-    model_rows: Callable[[GridSpec, float], list[dict[str, Any]]] | None = None,
+    model_rows: Callable[[GridSpec, RunOptions], list[dict[str, Any]]] | None = None,
 ) -> BenchResult:
     """Limits, then every cell of `spec` (forward, full-model modes, backward) in budget."""
     opts = options or RunOptions()
@@ -80,7 +87,8 @@ def run_benchmark(
     left = lambda: opts.max_seconds - (time.perf_counter() - start)  # noqa: E731
     meta: dict[str, Any] = {"spec": spec.__dict__, "environment": environment(spec.device)}
     opts.log(f"limits on {spec.device} ...")
-    limits = limits_mod.measure_limits(spec.device, spec.dtype)
+    # no timed trial of a limit runs longer than a cell's timed repeats (a smoke run's 0.05 s)
+    limits = limits_mod.measure_limits(spec.device, spec.dtype, max_trial_s=opts.cell_seconds)
     meta["sdpa_backends"] = _sdpa_report(spec)
     cells = attention_cells(spec)
     forward = [c for c in cells if c.mode != "backward"]
@@ -92,7 +100,9 @@ def run_benchmark(
         rows += _model(spec, left, opts, model_rows)
     rows += [_run(c, opts, left, checked, oom) for c in backward]
     opts.log(f"limits on {spec.device} again (did the device's speed move?) ...")
-    limits += limits_mod.measure_limits(spec.device, spec.dtype, when="end")
+    limits += limits_mod.measure_limits(
+        spec.device, spec.dtype, when="end", max_trial_s=opts.cell_seconds
+    )
     add_fractions(rows, limits)
     meta["seconds"] = time.perf_counter() - start
     return BenchResult(rows, limits, meta)
@@ -158,7 +168,7 @@ def _model(
     spec: GridSpec,
     left: Callable[[], float],
     opts: RunOptions,
-    model_rows: Callable[[GridSpec, float], list[dict[str, Any]]] | None,
+    model_rows: Callable[[GridSpec, RunOptions], list[dict[str, Any]]] | None,
 ) -> list[dict[str, Any]]:
     """Full-model rows (training step, greedy decoding, key projection), from model_modes."""
     if left() <= 0:
@@ -166,7 +176,7 @@ def _model(
     if model_rows is None:
         from attnbench.bench.full_model import model_rows
     try:
-        rows = model_rows(spec, left())
+        rows = model_rows(spec, opts)
     except Exception as exc:
         return [
             {
