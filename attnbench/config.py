@@ -253,6 +253,9 @@ class BenchmarkConfig(_Strict):
     bench_max_backward_length: int = Field(1024, gt=0)
     #: total budget of the step; cells after it are recorded as skipped
     bench_max_seconds: float = Field(120.0, gt=0)
+    #: timed seconds per cell (each also caps a limit's timed trials); None: a quarter of
+    #: bench_max_seconds, at most 20
+    bench_cell_seconds: float | None = Field(None, gt=0)
 
 
 class SweepConfig(_Strict):

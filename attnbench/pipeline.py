@@ -18,7 +18,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -35,6 +35,9 @@ from attnbench.train import TrainResult, resolve_device, train
 from attnbench.trained import default_test_splits, evaluate_split, load_trained
 from attnbench.tuning import apply_settings, make_storage, run_study, sampler_settings, study_name
 from attnbench.tuning import suggest as suggest_settings
+
+if TYPE_CHECKING:
+    from attnbench.bench.runner import RunOptions
 
 MAIN_DATASET = "main"
 
@@ -499,6 +502,20 @@ def bench_spec(cfg: ExperimentConfig, device: str | None = None) -> Any:
     return spec
 
 
+def bench_options(cfg: ExperimentConfig, device: str) -> RunOptions:
+    """How the benchmark step times its cells: more repeats on CUDA (cheap, noisier per
+    call), a quarter of the step's budget per cell unless the config names it."""
+    from attnbench.bench.runner import RunOptions
+
+    b = cfg.benchmark
+    return RunOptions(
+        warmup=3 if device == "cuda" else 1,
+        repeats=20 if device == "cuda" else 5,
+        cell_seconds=b.bench_cell_seconds or min(20.0, b.bench_max_seconds / 4),
+        max_seconds=b.bench_max_seconds,
+    )
+
+
 def throughput_benchmark(
     cfg: ExperimentConfig,
     workdir: Path,
@@ -511,17 +528,11 @@ def throughput_benchmark(
 
     Returns {"rows", "report" (Markdown text), "out" (the folder)}."""
     from attnbench.bench.outputs import write
-    from attnbench.bench.runner import RunOptions, run_benchmark
+    from attnbench.bench.runner import run_benchmark
 
     b = cfg.benchmark
     spec = bench_spec(cfg, device)
-    options = RunOptions(
-        warmup=3 if spec.device == "cuda" else 1,
-        repeats=20 if spec.device == "cuda" else 5,
-        cell_seconds=min(20.0, b.bench_max_seconds / 4),
-        max_seconds=b.bench_max_seconds,
-    )
-    result = run_benchmark(spec, options)
+    result = run_benchmark(spec, bench_options(cfg, spec.device))
     out = Path(workdir) / "runs" / cfg.name / "bench"
     paths = write(result, out, f"attnbench bench (config {cfg.name})")
     tracker = Tracker.local(workdir, experiment_name(cfg))

@@ -344,3 +344,19 @@ def test_a_limit_that_moved_during_the_run_is_flagged_in_the_report():
     # a run measured once (an older limits.parquet) or a limit not measured: no claim either way
     assert drift_note(moved[:1]) == "" and limits_mod.drift([]) == []
     assert drift_note([*moved[:1], _limit("gemm", "end", float("nan"))]) == ""
+
+
+def test_the_pipeline_times_cells_as_its_config_says():
+    from attnbench.config import load_config
+    from attnbench.pipeline import bench_options
+
+    quick = load_config(preset="quick")
+    cpu = bench_options(quick, "cpu")
+    assert (cpu.cell_seconds, cpu.max_seconds) == (quick.benchmark.bench_max_seconds / 4, 60)
+    assert (cpu.repeats, cpu.warmup) == (5, 1)
+    cuda = bench_options(quick, "cuda")
+    assert (cuda.repeats, cuda.warmup) == (20, 3)
+    named = load_config(preset="quick", overrides=["benchmark.bench_cell_seconds=0.05"])
+    assert bench_options(named, "cpu").cell_seconds == 0.05
+    with pytest.raises(UserError, match="bench_cell_seconds"):
+        load_config(preset="quick", overrides=["benchmark.bench_cell_seconds=0"])

@@ -44,6 +44,7 @@ from tests._services import (
     free_port,
     postgres_database,
     prefect,
+    prefect_home,
     running_mlflow_server,
     running_prefect_server,
     start,
@@ -90,6 +91,7 @@ TINY_RUN = [
     "benchmark.seeds=[1]",
     "benchmark.datasets={}",
     "benchmark.bench_lengths=[32]",
+    "benchmark.bench_cell_seconds=0.05",
     "eval.beam_size=1",
     "eval.bootstrap_samples=100",
 ]
@@ -406,7 +408,8 @@ def test_an_unreachable_mlflow_server_fails_fast_and_writes_nothing(tmp_path, sh
     env = clean_env(
         **data_env(tmp_path, shared_data),
         MLFLOW_TRACKING_URI=uri,
-        PREFECT_HOME=str(tmp_path / "prefect-home"),  # ephemeral Prefect, nothing in ~/.prefect
+        # ephemeral Prefect, nothing in ~/.prefect
+        PREFECT_HOME=str(prefect_home(tmp_path / "prefect-home")),
     )
     cmd = [sys.executable, "-m", "attnbench.cli", "run", "--preset", "quick", *sets(TINY_RUN),
            "--workdir", str(workdir), "--reports-dir", str(reports)]  # fmt: skip
@@ -588,7 +591,8 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_rerun_completes(
     # the rerun, without a Prefect server (ephemeral mode) and in the same workdir
     cmd = [sys.executable, "-m", "flows.tune", "--preset", "quick", *sets(overrides),
            "--workdir", str(workdir)]  # fmt: skip
-    env = clean_env(**data_env(tmp_path, shared_data), PREFECT_HOME=str(tmp_path / "ephemeral"))
+    home = prefect_home(tmp_path / "ephemeral")
+    env = clean_env(**data_env(tmp_path, shared_data), PREFECT_HOME=str(home))
     rerun = run_to_end(cmd, env, tmp_path, timeout=180)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
 

@@ -19,6 +19,7 @@ TINY = [
     "benchmark.variants=[additive, dot]",
     "benchmark.seeds=[1, 2]",
     "benchmark.bench_lengths=[32, 64]",
+    "benchmark.bench_cell_seconds=0.05",
     "benchmark.datasets.reverse.synthetic.n_train=300",
     "benchmark.datasets.reverse.synthetic.n_test=40",
     "eval.beam_size=2",

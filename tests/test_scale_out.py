@@ -38,6 +38,7 @@ TINY = [
     "benchmark.seeds=[1]",
     "benchmark.datasets={}",
     "benchmark.bench_lengths=[32]",
+    "benchmark.bench_cell_seconds=0.05",
     "eval.beam_size=1",
     "eval.bootstrap_samples=100",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from attnbench.tracking import Tracker
+from tests._services import prefect_home
 from tests.test_sweep import TINY_SWEEP
 
 
@@ -55,7 +56,7 @@ def test_sigterm_stops_the_flow_its_workers_and_its_prefect_server(tmp_path, sha
     env = {
         **os.environ,
         "ATTNBENCH_DATA_DIR": str(shared_data),
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(prefect_home(tmp_path / "prefect-home")),
     }
     env.pop("PREFECT_API_URL", None)  # Prefect's ephemeral mode: the server is our child
     sets = [arg for setting in TINY_SWEEP for arg in ("--set", setting)]
