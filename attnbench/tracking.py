@@ -57,6 +57,26 @@ def fail_open_runs(reason: str) -> list[str]:
     return closed
 
 
+def model_requirements() -> list[str]:
+    """pip requirements of a logged model, named rather than inferred.
+
+    MLflow's inference loads the model in a subprocess to see what it imports: ~5 s per
+    model on this VM, for the same answer. A pickled attnbench model needs attnbench (its
+    classes), torch and cloudpickle (MLflow's pickle module); their own dependencies come
+    with them. Pinned to what is installed, without a local label (torch's `+cpu`); a
+    package that is not installed (attnbench run from a bare checkout) is left out.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in ("attnbench", "torch", "cloudpickle"):
+        try:  # PEP 440: a local label follows "+"
+            pins.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
 def default_tracking_uri(workdir: Path) -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
@@ -220,7 +240,12 @@ class Tracker:
 
         with self._fluent(), mlflow.start_run(run_id=run_id, experiment_id=self.experiment_id):
             # pickle format: torch.export ("pt2") cannot trace packed RNN sequences
-            mlflow.pytorch.log_model(model, name=name, serialization_format="pickle")
+            mlflow.pytorch.log_model(
+                model,
+                name=name,
+                serialization_format="pickle",
+                pip_requirements=model_requirements(),
+            )
 
     def download_artifact(self, run_id: str, path: str, dest: Path) -> Path:
         return Path(self.client.download_artifacts(run_id, path, str(dest)))

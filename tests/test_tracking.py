@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,34 @@ def test_two_stores_in_one_process_stay_apart(tmp_path):
     assert list(first.search_runs()["tags.mlflow.runName"]) == ["in-a"]
     assert list(second.search_runs()["tags.mlflow.runName"]) == ["in-b"]
     assert Tracker.local(tmp_path / "c", "exp").tracking_uri.endswith("c/mlflow.db")
+
+
+def test_a_logged_model_names_its_requirements_and_loads_back(tracker, tmp_path):
+    """Requirements are named, not inferred (MLflow's inference loads the model in a
+    subprocess, ~5 s a model); the model must still load and compute the same."""
+    import mlflow
+    import torch
+
+    from attnbench.models import build_model
+    from tests.conftest import tiny_synthetic_config
+
+    model = build_model(tiny_synthetic_config().model, 12, 12).eval()
+    with tracker.run("final") as run_id:
+        tracker.log_pytorch_model(run_id, model)
+    assert tracker.runs_with_models() == {run_id}
+    (logged,) = mlflow.search_logged_models(
+        experiment_ids=[tracker.experiment_id], output_format="list"
+    )
+    folder = Path(
+        mlflow.artifacts.download_artifacts(logged.artifact_location, dst_path=str(tmp_path))
+    )
+    requirements = (folder / "requirements.txt").read_text().split()
+    torch_version = torch.__version__.split("+")[0]
+    assert f"torch=={torch_version}" in requirements and "attnbench==0.1.0" in requirements
+    assert any(line.startswith("mlflow") for line in requirements)
+    loaded = mlflow.pytorch.load_model(f"models:/{logged.model_id}").eval()
+    src = torch.randint(3, 12, (2, 5))
+    tgt = torch.randint(3, 12, (2, 4))
+    lengths = torch.tensor([5, 5])
+    with torch.no_grad():
+        assert torch.equal(loaded(src, lengths, tgt)[0], model(src, lengths, tgt)[0])
