@@ -418,7 +418,9 @@ def test_an_unreachable_mlflow_server_fails_fast_and_writes_nothing(tmp_path, sh
     done = run_to_end(cmd, env, tmp_path, timeout=120)
     seconds = time.monotonic() - tic
     assert done.returncode == 2, done.stderr[-4000:]
-    assert seconds < 15, f"took {seconds:.1f} s to report an unreachable server"
+    # the check's 10 s window plus the command's start-up (~3 s here, twice that while the
+    # host ran at half speed); MLflow's own HTTP retries would take minutes
+    assert seconds < 25, f"took {seconds:.1f} s to report an unreachable server"
     errors = [line for line in done.stderr.splitlines() if line.startswith("attnbench: error:")]
     assert len(errors) == 1, done.stderr[-4000:]
     assert "unreachable" in errors[0] and uri in errors[0]
