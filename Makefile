@@ -42,7 +42,7 @@ tools:
 
 test: install tools
 	$(BIN)/ruff check attnbench tests
-	$(BIN)/python -m pytest -q --timeout=600
+	$(BIN)/python -m pytest -q --timeout=600 --durations=15
 
 lint: install
 	$(BIN)/ruff check attnbench tests

@@ -205,6 +205,7 @@ def test_bad_input_is_one_clear_line(case, tmp_path, shared_data, monkeypatch, c
     assert not (tmp_path / "attnbench-runs" / "runs").exists()  # nothing started half-way
 
 
+@pytest.mark.slow
 def test_unreachable_mlflow_server_fails_fast_before_anything_runs(monkeypatch, capsys, tmp_path):
     import time
 

@@ -203,6 +203,7 @@ def test_bad_lengths_are_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
 BLOCKED = "pydantic", "mlflow", "prefect", "optuna"
 
 
+@pytest.mark.slow
 def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
     """The GPU machine has none of them: import and run `python -m attnbench.bench` with them
     blocked, and check its files."""
@@ -289,6 +290,7 @@ def test_the_plain_implementations_stay_plain(monkeypatch, name, family):
         ("cpu_kernel_threshold.py", "| B | T_q | T_k | a |"),
     ],
 )
+@pytest.mark.slow
 def test_the_committed_measurement_scripts_still_run(script, expected):
     """reports/benchmarks/README.md quotes their tables; one repeat proves they still run."""
     path = Path(__file__).resolve().parents[1] / "reports" / "benchmarks" / "cpu" / script

@@ -82,6 +82,7 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
     assert result.best_value is not None
 
 
+@pytest.mark.slow
 def test_median_pruner_stops_hopeless_trials(tmp_path):
     def curve(trial: optuna.Trial) -> float:
         good = trial.number % 2 == 0

@@ -90,6 +90,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("skip", [True, False])
 def test_a_worker_dead_with_the_queue_lock_does_not_hang_the_exit(tmp_path, skip):
     """Reproduces the hang seen once in CI after SIGTERM with 2 workers, and its fix; without
@@ -138,6 +139,7 @@ with tracker.run("cell") as run_id:
 """
 
 
+@pytest.mark.slow
 def test_a_worker_whose_code_swallowed_sigterm_still_exits_and_fails_its_run(tmp_path):
     """What left a sweep cell RUNNING in MLflow once in CI: the worker's SystemExit never
     reached the training code, and the worker ended WORKER_UNWIND_S later mid-training."""
