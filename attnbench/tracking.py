@@ -48,8 +48,7 @@ def fail_open_runs(reason: str) -> list[str]:
     closed = []
     for run_id, tracker in list(_OPEN_RUNS.items()):
         try:
-            tracker.client.set_tag(run_id, "error", reason)
-            tracker.end_run(run_id, "FAILED")
+            tracker.end_failed(run_id, reason)
         except Exception as exc:
             print(f"attnbench: could not mark MLflow run {run_id} failed: {exc}", file=sys.stderr)
             continue
@@ -195,9 +194,13 @@ class Tracker:
             self.end_run(run_id)
 
     def fail(self, run_id: str, exc: BaseException) -> None:
-        message = f"{type(exc).__name__}: {exc}"[:4000]
-        self.client.set_tag(run_id, "error", message)
-        self.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        self.end_failed(run_id, f"{type(exc).__name__}: {exc}", status)
+
+    def end_failed(self, run_id: str, error: str, status: str = "FAILED") -> None:
+        """End the run with `status`, `error` (what went wrong) as its `error` tag."""
+        self.client.set_tag(run_id, "error", error[:4000])
+        self.end_run(run_id, status)
 
     # logging ----------------------------------------------------------------------------
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Path]:
 
     from attnbench.bench.grid import default_spec, parse_ints
     from attnbench.bench.outputs import write
-    from attnbench.bench.runner import RunOptions, run_benchmark
+    from attnbench.bench.runner import COMPARISON_REPEATS, RunOptions, run_benchmark
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -94,11 +94,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Path]:
     options = RunOptions(
         warmup=args.warmup if args.warmup is not None else (3 if cuda else 1),
         repeats=args.repeats if args.repeats is not None else (20 if cuda else 5),
-        **(
-            {}
-            if args.comparison_repeats is None
-            else {"comparison_repeats": args.comparison_repeats}
-        ),
+        comparison_repeats=args.comparison_repeats or COMPARISON_REPEATS,
         cell_seconds=args.cell_seconds,
         max_seconds=args.max_seconds,
         isolation=args.isolation,

@@ -86,9 +86,13 @@ def run_benchmark(
     start = time.perf_counter()
     left = lambda: opts.max_seconds - (time.perf_counter() - start)  # noqa: E731
     meta: dict[str, Any] = {"spec": spec.__dict__, "environment": environment(spec.device)}
+
+    def measure_limits(when: str) -> list[dict[str, Any]]:
+        # no timed trial of a limit runs longer than a cell's timed repeats (a smoke run's)
+        return limits_mod.measure_limits(spec.device, spec.dtype, when, opts.cell_seconds)
+
     opts.log(f"limits on {spec.device} ...")
-    # no timed trial of a limit runs longer than a cell's timed repeats (a smoke run's 0.05 s)
-    limits = limits_mod.measure_limits(spec.device, spec.dtype, max_trial_s=opts.cell_seconds)
+    limits = measure_limits("start")
     meta["sdpa_backends"] = _sdpa_report(spec)
     cells = attention_cells(spec)
     forward = [c for c in cells if c.mode != "backward"]
@@ -100,9 +104,7 @@ def run_benchmark(
         rows += _model(spec, left, opts, model_rows)
     rows += [_run(c, opts, left, checked, oom) for c in backward]
     opts.log(f"limits on {spec.device} again (did the device's speed move?) ...")
-    limits += limits_mod.measure_limits(
-        spec.device, spec.dtype, when="end", max_trial_s=opts.cell_seconds
-    )
+    limits += measure_limits("end")
     add_fractions(rows, limits)
     meta["seconds"] = time.perf_counter() - start
     return BenchResult(rows, limits, meta)
