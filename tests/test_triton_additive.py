@@ -102,9 +102,11 @@ CASES = {
     # B, H, T_q, T_k, a, dv, padded keys per row, kernel blocks
     "no-mask": (2, 1, 5, 7, 8, 8, None, {}),
     "heads-mask-all-pad-row": (2, 2, 21, 27, 10, 8, [6, 27], dict(block_m=8, block_n=16)),
-    "long-ragged-a": (1, 2, 37, 45, 16, 8, [13], dict(block_n=32, block_a=3)),
+    "long-ragged-a": (1, 2, 37, 45, 14, 8, [13], dict(block_n=32, block_a=4)),
     # keys split 0-11, 12-23, 24-26: row 0's last split is all padding, row 1 has no key at all
     "key-splits": (2, 2, 21, 27, 10, 8, [6, 27], dict(block_m=8, block_n=4, key_splits=3)),
+    # keys 20-39 of row 0 are padding: whole key blocks the kernels skip, row 1 has none
+    "skipped-padding-blocks": (2, 1, 9, 40, 8, 8, [20, 0], dict(block_m=4, block_n=8)),
 }
 
 
@@ -160,6 +162,8 @@ def test_bad_shapes_and_devices_raise_value_error():
         ta.fused_additive_attention(qp.double(), kp, w, v)
     with pytest.raises(ValueError, match="power of two"):
         ta.fused_additive_attention(qp, kp, w, v, block_m=6)
+    with pytest.raises(ValueError, match="block_a=3 must be a power of two"):
+        ta.fused_additive_attention(qp, kp, w, v, block_a=3)
     with pytest.raises(ValueError, match="key_splits"):
         ta.fused_additive_attention(qp, kp, w, v, key_splits=0)
 

@@ -37,6 +37,9 @@ __all__ = ["INTERPRETED", "fused_additive_attention", "triton_available"]
 
 #: whether the kernels below were created as interpreted functions (decided at import)
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+#: the backward's score pass takes one column at a time: its (128 x 64) tile is 4x the
+#: forward's, and a deeper 3-D accumulator would spill registers (NOTES.md, v6)
+BACKWARD_SCORE_A = 1
 
 
 @triton.jit
@@ -65,32 +68,37 @@ def _scores(
     w_base,
     offs_m,
     offs_n,
-    m_in,
-    n_in,
-    T_q,
-    T_k,
+    Q_LEN,
+    K_LEN,
     A,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_A: tl.constexpr,
     PRECISE: tl.constexpr,
 ):
-    """s (BLOCK_M, BLOCK_N) = sum_a w_a tanh(qp_ia + kp_ja); A is a multiple of BLOCK_A."""
-    s = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    """s (BLOCK_M, BLOCK_N) = sum_a w_a tanh(qp_ia + kp_ja); A is a multiple of BLOCK_A.
+
+    BLOCK_A columns at a time as a (BLOCK_A, BLOCK_M, BLOCK_N) accumulator, summed over the
+    columns once at the end: the compiler keeps the column axis inside each thread, so every
+    tanh costs one add, one MUFU op and one FMA, and the q/k columns arrive as 2-D tile loads.
+    Unmasked loads: the wrapper pads qp/kp to Q_LEN/K_LEN, multiples of the blocks (NOTES.md,
+    v6: 5.8 -> 3.7 instructions per tanh in the loop).
+    """
+    offs_a = tl.arange(0, BLOCK_A)
+    s3 = tl.zeros((BLOCK_A, BLOCK_M, BLOCK_N), dtype=tl.float32)
     for a0 in range(0, A, BLOCK_A):
-        for da in tl.static_range(BLOCK_A):
-            a = a0 + da
-            q = tl.load(q_base + a * T_q + offs_m, mask=m_in, other=0.0)
-            k = tl.load(k_base + a * T_k + offs_n, mask=n_in, other=0.0)
-            w = tl.load(w_base + a)
-            s += w * _tanh(q[:, None] + k[None, :], PRECISE)
-    return s
+        cols = a0 + offs_a
+        q = tl.load(q_base + cols[:, None] * Q_LEN + offs_m[None, :])
+        k = tl.load(k_base + cols[:, None] * K_LEN + offs_n[None, :])
+        w = tl.load(w_base + cols)
+        s3 += w[:, None, None] * _tanh(q[:, :, None] + k[:, None, :], PRECISE)
+    return tl.sum(s3, axis=0)
 
 
 @triton.jit
 def _fwd_kernel(
-    qp_ptr,  # (BH, A, T_q) fp32
-    kp_ptr,  # (BH, A, T_k) fp32
+    qp_ptr,  # (BH, A, Q_LEN) fp32, Q_LEN >= T_q a multiple of BLOCK_M (zero-padded)
+    kp_ptr,  # (BH, A, K_LEN) fp32, K_LEN >= T_k a multiple of BLOCK_N (zero-padded)
     w_ptr,  # (H, A) fp32
     v_ptr,  # (BH, T_k, DV) fp32
     mask_ptr,  # (B, T_k) int8, 1 = padding (unused without HAS_MASK)
@@ -98,6 +106,8 @@ def _fwd_kernel(
     lse_ptr,  # (SPLITS, BH, T_q) fp32: each split's logsumexp, -inf where it saw no key
     T_q,
     T_k,
+    Q_LEN,
+    K_LEN,
     A,
     DV,
     H,
@@ -122,8 +132,8 @@ def _fwd_kernel(
     d_in = offs_d < DV
     key_start = split * KEYS_PER_SPLIT
     key_end = tl.minimum(key_start + KEYS_PER_SPLIT, T_k)
-    q_base = qp_ptr + bh * A * T_q
-    k_base = kp_ptr + bh * A * T_k
+    q_base = qp_ptr + bh * A * Q_LEN
+    k_base = kp_ptr + bh * A * K_LEN
     w_base = w_ptr + h * A
     v_base = v_ptr + bh * T_k * DV
 
@@ -137,24 +147,26 @@ def _fwd_kernel(
         if HAS_MASK:
             pad = tl.load(mask_ptr + b * T_k + offs_n, mask=n_in, other=1)
             n_ok = n_in & (pad == 0)
-        s = _scores(
-            q_base, k_base, w_base, offs_m, offs_n, m_in, n_in, T_q, T_k, A,
-            BLOCK_M, BLOCK_N, BLOCK_A, PRECISE,
-        )  # fmt: skip
-        s = tl.where(n_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        # rows with no valid key so far keep m = -inf; subtract 0 instead (never -inf - -inf)
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp(s - m_safe[:, None])
-        alpha = tl.exp(m_i - m_safe)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(
-            v_base + offs_n[:, None] * DV + offs_d[None, :],
-            mask=n_in[:, None] & d_in[None, :],
-            other=0.0,
-        )
-        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=DOT_PRECISION)
-        m_i = m_new
+        # a block of padding only (the tail of a right-padded row) adds nothing: skip its tanh
+        if tl.max(n_ok.to(tl.int32), axis=0) > 0:
+            s = _scores(
+                q_base, k_base, w_base, offs_m, offs_n, Q_LEN, K_LEN, A,
+                BLOCK_M, BLOCK_N, BLOCK_A, PRECISE,
+            )  # fmt: skip
+            s = tl.where(n_ok[None, :], s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            # rows with no valid key so far keep m = -inf; subtract 0 instead (never -inf - -inf)
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.exp(s - m_safe[:, None])
+            alpha = tl.exp(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            v = tl.load(
+                v_base + offs_n[:, None] * DV + offs_d[None, :],
+                mask=n_in[:, None] & d_in[None, :],
+                other=0.0,
+            )
+            acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=DOT_PRECISION)
+            m_i = m_new
     has_keys = l_i > 0.0
     l_safe = tl.where(has_keys, l_i, 1.0)
     out = acc / l_safe[:, None]
@@ -170,20 +182,22 @@ def _fwd_kernel(
 
 @triton.jit
 def _bwd_kernel(
-    qp_ptr,  # (BH, A, T_q) fp32
-    kp_ptr,  # (BH, A, T_k) fp32
+    qp_ptr,  # (BH, A, Q_LEN) fp32, zero-padded as in the forward
+    kp_ptr,  # (BH, A, K_LEN) fp32
     w_ptr,  # (H, A) fp32
     v_ptr,  # (BH, T_k, DV) fp32
     mask_ptr,  # (B, T_k) int8
     do_ptr,  # (BH, T_q, DV) fp32
     lse_ptr,  # (BH, T_q) fp32
     delta_ptr,  # (BH, T_q) fp32, D_i = rowsum(dO_i * O_i)
-    dqp_ptr,  # (BH, A, T_q) fp32, zeroed; accumulated with atomics over key blocks
-    dkp_ptr,  # (BH, A, T_k) fp32, zeroed; only this program touches its columns
+    dqp_ptr,  # (BH, A, Q_LEN) fp32, zeroed; accumulated with atomics over key blocks
+    dkp_ptr,  # (BH, A, K_LEN) fp32, zeroed; only this program touches its columns
     dv_ptr,  # (BH, T_k, DV) fp32
-    dw_ptr,  # (BH, A, T_k) fp32, zeroed; per-key partial sums sum_i dS_ij t_ija of dw
+    dw_ptr,  # (BH, A, K_LEN) fp32, zeroed; per-key partial sums sum_i dS_ij t_ija of dw
     T_q,
     T_k,
+    Q_LEN,
+    K_LEN,
     A,
     DV,
     H,
@@ -191,6 +205,7 @@ def _bwd_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_A: tl.constexpr,
+    SCORE_A: tl.constexpr,  # the first (score) pass's column step: its accumulator is 3-D
     BLOCK_DV: tl.constexpr,
     PRECISE: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
@@ -207,24 +222,26 @@ def _bwd_kernel(
         n_ok = n_in & (pad == 0)
     offs_d = tl.arange(0, BLOCK_DV)
     d_in = offs_d < DV
-    q_base = qp_ptr + bh * A * T_q
-    k_base = kp_ptr + bh * A * T_k
+    q_base = qp_ptr + bh * A * Q_LEN
+    k_base = kp_ptr + bh * A * K_LEN
     w_base = w_ptr + h * A
-    dq_base = dqp_ptr + bh * A * T_q
-    dk_base = dkp_ptr + bh * A * T_k
-    dw_base = dw_ptr + bh * A * T_k
+    dq_base = dqp_ptr + bh * A * Q_LEN
+    dk_base = dkp_ptr + bh * A * K_LEN
+    dw_base = dw_ptr + bh * A * K_LEN
     nd_mask = n_in[:, None] & d_in[None, :]
     v = tl.load(
         v_ptr + bh * T_k * DV + offs_n[:, None] * DV + offs_d[None, :], mask=nd_mask, other=0.0
     )
     dv_acc = tl.zeros((BLOCK_N, BLOCK_DV), dtype=tl.float32)
 
-    for start_m in range(0, T_q, BLOCK_M):
+    # keys that are all padding get no gradient: dV = 0 and no dq/dk/dw contribution
+    n_valid = tl.max(n_ok.to(tl.int32), axis=0)
+    for start_m in range(0, T_q * n_valid, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         m_in = offs_m < T_q
         s = _scores(
-            q_base, k_base, w_base, offs_m, offs_n, m_in, n_in, T_q, T_k, A,
-            BLOCK_M, BLOCK_N, BLOCK_A, PRECISE,
+            q_base, k_base, w_base, offs_m, offs_n, Q_LEN, K_LEN, A,
+            BLOCK_M, BLOCK_N, SCORE_A, PRECISE,
         )  # fmt: skip
         lse = tl.load(lse_ptr + bh * T_q + offs_m, mask=m_in, other=0.0)
         delta = tl.load(delta_ptr + bh * T_q + offs_m, mask=m_in, other=0.0)
@@ -243,17 +260,17 @@ def _bwd_kernel(
         for a0 in range(0, A, BLOCK_A):
             for da in tl.static_range(BLOCK_A):
                 a = a0 + da
-                q = tl.load(q_base + a * T_q + offs_m, mask=m_in, other=0.0)
-                k = tl.load(k_base + a * T_k + offs_n, mask=n_in, other=0.0)
+                q = tl.load(q_base + a * Q_LEN + offs_m)
+                k = tl.load(k_base + a * K_LEN + offs_n)
                 w = tl.load(w_base + a)
                 t = _tanh(q[:, None] + k[None, :], PRECISE)
                 g = ds * (1.0 - t * t)  # w_a is applied to the reduced columns, not the tile
-                tl.atomic_add(dq_base + a * T_q + offs_m, w * tl.sum(g, axis=1), mask=m_in)
+                tl.atomic_add(dq_base + a * Q_LEN + offs_m, w * tl.sum(g, axis=1), mask=m_in)
                 # atomics (uncontended: no other program owns these keys) keep the
                 # read-modify-write coherent across the program's threads
-                tl.atomic_add(dk_base + a * T_k + offs_n, w * tl.sum(g, axis=0), mask=n_in)
+                tl.atomic_add(dk_base + a * K_LEN + offs_n, w * tl.sum(g, axis=0), mask=n_in)
                 # dw as column sums: no whole-tile reduction (and barrier) per column
-                tl.atomic_add(dw_base + a * T_k + offs_n, tl.sum(ds * t, axis=0), mask=n_in)
+                tl.atomic_add(dw_base + a * K_LEN + offs_n, tl.sum(ds * t, axis=0), mask=n_in)
     tl.store(dv_ptr + bh * T_k * DV + offs_n[:, None] * DV + offs_d[None, :], dv_acc, mask=nd_mask)
 
 
@@ -278,15 +295,17 @@ def _block_dv(dv: int) -> int:
     return max(16, triton.next_power_of_2(dv))
 
 
-def _a_major(x: Tensor, padded_dim: int) -> Tensor:
-    """(B, H, T, a) -> contiguous fp32 (B*H, A, T), zero-padded to A = padded_dim columns.
+def _a_major(x: Tensor, padded_dim: int, padded_length: int) -> Tensor:
+    """(B, H, T, a) -> contiguous fp32 (B*H, A, L), zero-padded to A columns and L >= T steps.
 
     Attention-dim major so that one column is one coalesced load; padded to a multiple of
-    BLOCK_A so the kernels need no column masks (padded columns have w = 0, tanh(0) = 0).
+    BLOCK_A (padded columns have w = 0, tanh(0) = 0) and of the blocks along T, so the
+    kernels' tanh loops load without masks (what lies past T is masked after the scores).
     """
     batch, heads, length, dim = x.shape
     x = x.float().transpose(-1, -2).reshape(batch * heads, dim, length)
-    return torch.nn.functional.pad(x, (0, 0, 0, padded_dim - dim)).contiguous()
+    pads = (0, padded_length - length, 0, padded_dim - dim)
+    return torch.nn.functional.pad(x, pads).contiguous()
 
 
 def _check_inputs(
@@ -349,10 +368,12 @@ class _FusedAdditiveAttention(torch.autograd.Function):
     def forward(ctx, query_proj, key_proj, v_weight, values, key_padding_mask, config):
         batch, heads, t_q, dim = query_proj.shape
         t_k, dv = values.shape[2], values.shape[3]
-        block_m, block_n, block_a, precise, num_warps = config[:5]
+        block_m, block_n, block_a, precise, num_warps, bwd_m, bwd_n = config[:7]
         padded = triton.cdiv(dim, block_a) * block_a
-        qp = _a_major(query_proj, padded)
-        kp = _a_major(key_proj, padded)
+        q_len = triton.cdiv(t_q, max(block_m, bwd_m)) * max(block_m, bwd_m)
+        k_len = triton.cdiv(t_k, max(block_n, bwd_n)) * max(block_n, bwd_n)
+        qp = _a_major(query_proj, padded, q_len)
+        kp = _a_major(key_proj, padded, k_len)
         w = torch.nn.functional.pad(v_weight.float(), (0, padded - dim)).contiguous()
         v = values.float().reshape(batch * heads, t_k, dv).contiguous()
         has_mask = key_padding_mask is not None
@@ -364,7 +385,8 @@ class _FusedAdditiveAttention(torch.autograd.Function):
         lse = torch.empty(*parts, device=v.device, dtype=torch.float32)
         grid = (triton.cdiv(t_q, block_m), batch * heads, splits)
         _fwd_kernel[grid](
-            qp, kp, w, v, mask, out, lse, t_q, t_k, padded, dv, heads, keys_per_split,
+            qp, kp, w, v, mask, out, lse, t_q, t_k, q_len, k_len, padded, dv, heads,
+            keys_per_split,
             HAS_MASK=has_mask, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_A=block_a,
             BLOCK_DV=_block_dv(dv), PRECISE=precise,
             DOT_PRECISION="ieee" if precise else "tf32", num_warps=num_warps,
@@ -385,22 +407,24 @@ class _FusedAdditiveAttention(torch.autograd.Function):
         do = grad_out.float().reshape(batch * heads, t_q, dv).contiguous()
         delta = (do * out).sum(dim=-1)  # (BH, T_q)
         n_blocks = triton.cdiv(t_k, block_n)
-        padded = qp.shape[1]
+        padded, q_len, k_len = qp.shape[1], qp.shape[2], kp.shape[2]
         dqp = torch.zeros_like(qp)
         dkp = torch.zeros_like(kp)
         dv_ = torch.empty_like(v)
-        dw_cols = torch.zeros_like(kp)  # (BH, A, T_k)
+        dw_cols = torch.zeros_like(kp)  # (BH, A, K_LEN)
         _bwd_kernel[(n_blocks, batch * heads)](
             qp, kp, w, v, mask, do, lse, delta, dqp, dkp, dv_, dw_cols,
-            t_q, t_k, padded, dv, heads,
+            t_q, t_k, q_len, k_len, padded, dv, heads,
             HAS_MASK=ctx.has_mask, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_A=block_a,
+            SCORE_A=BACKWARD_SCORE_A,
             BLOCK_DV=_block_dv(dv), PRECISE=precise,
             DOT_PRECISION="ieee" if precise else "tf32", num_warps=num_warps,
         )  # fmt: skip
         q_dtype, k_dtype, w_dtype, v_dtype = ctx.dtypes
-        grad_q = dqp.view(batch, heads, padded, t_q)[:, :, :dim].transpose(-1, -2).to(q_dtype)
-        grad_k = dkp.view(batch, heads, padded, t_k)[:, :, :dim].transpose(-1, -2).to(k_dtype)
-        grad_w = dw_cols.view(batch, heads, padded, t_k)[:, :, :dim].sum(dim=(0, 3))
+        grad_q = dqp.view(batch, heads, padded, q_len)[:, :, :dim, :t_q].transpose(-1, -2)
+        grad_k = dkp.view(batch, heads, padded, k_len)[:, :, :dim, :t_k].transpose(-1, -2)
+        grad_q, grad_k = grad_q.to(q_dtype), grad_k.to(k_dtype)
+        grad_w = dw_cols.view(batch, heads, padded, k_len)[:, :, :dim].sum(dim=(0, 3))
         grad_w = grad_w.to(w_dtype)
         grad_v = dv_.view(batch, heads, t_k, dv).to(v_dtype)
         return grad_q, grad_k, grad_w, grad_v, None, None
@@ -432,8 +456,9 @@ def fused_additive_attention(
 
     `precise=True` uses an exact tanh (and IEEE fp32 dots) instead of the hardware
     `tanh.approx.f32` (rel. error ~1e-3..1e-4) and TF32 dots; the interpreter always does.
-    Block sizes default to 32 queries x 64 keys (a in steps of 8, 4 warps) on a GPU and
-    16 x 16 (steps of 4) in the interpreter, where every element costs Python time. The
+    Block sizes default to 32 queries x 64 keys (a in steps of 4, 4 warps) on a GPU and
+    16 x 16 in the interpreter, where every element costs Python time; `block_a` must be a
+    power of two (a 3-D tile axis). The
     backward has its own `backward_blocks` (BLOCK_M, BLOCK_N), default (128, 64) with 4 warps
     on a GPU: larger query blocks mean fewer dk/dw atomics per key. Both defaults are the
     fastest of those timed on an H200 (NOTES.md).
@@ -446,15 +471,15 @@ def fused_additive_attention(
     on_gpu = query_proj.device.type == "cuda"
     block_m = block_m or (32 if on_gpu else 16)
     block_n = block_n or (64 if on_gpu else 16)
-    block_a = block_a or (8 if on_gpu else 4)
+    block_a = block_a or 4
     bwd_m, bwd_n = backward_blocks or ((128, 64) if on_gpu else (block_m, block_n))
     num_warps_backward = num_warps_backward or (4 if on_gpu else 1)
     sizes = (("block_m", block_m), ("block_n", block_n), ("backward_blocks", bwd_m))
     for name, size in (*sizes, ("backward_blocks", bwd_n)):
         if size & (size - 1) or size < (16 if on_gpu else 1):
             raise ValueError(f"{name}={size} must be a power of two (>= 16 on a GPU)")
-    if block_a <= 0:
-        raise ValueError(f"block_a must be positive, got {block_a}")
+    if block_a <= 0 or block_a & (block_a - 1):
+        raise ValueError(f"block_a={block_a} must be a power of two")
     if key_splits < 1:
         raise ValueError(f"key_splits must be at least 1, got {key_splits}")
     precise = precise or not on_gpu or INTERPRETED
