@@ -312,20 +312,17 @@ def main(argv=None) -> int:
         limit = nominal
     configs = {"fused (defaults)": {}, "fused precise": dict(precise=True)}
     if args.sweep:  # forward tile, a-step, warps (v6: those without spills); backward tile
-        for fwd in (
-            (16, 64, 8, 4),
-            (32, 32, 8, 4),
-            (64, 32, 4, 4),
-            (64, 64, 4, 8),
-            (16, 32, 8, 2),
-        ):
+        for fwd in ((32, 64, 4, 4), (64, 32, 4, 4), (16, 32, 8, 2), (16, 64, 8, 4)):
             name = "fwd {}x{} a{} w{}".format(*fwd)
             configs[name] = dict(block_m=fwd[0], block_n=fwd[1], block_a=fwd[2], num_warps=fwd[3])
-        for bwd in ((64, 64, 4), (128, 32, 4)):
+        for bwd in ((128, 32, 4), (256, 64, 8)):
             name = "bwd {}x{} w{}".format(*bwd)
             configs[name] = dict(backward_blocks=bwd[:2], num_warps_backward=bwd[2])
         for splits in (2, 4):  # v5: more programs at small T (NOTES.md)
             configs[f"fwd key splits {splits}"] = dict(key_splits=splits)
+            configs[f"fwd 16x32 a8 w2 key splits {splits}"] = dict(
+                block_m=16, block_n=32, block_a=8, num_warps=2, key_splits=splits
+            )
     print("timing (B=1, H=1, a=64, dv=64; mean ms, triton.testing.do_bench):", flush=True)
     lengths = [1024, 4096] if args.quick else [1024, 4096, 16384]
     lengths = args.lengths or lengths

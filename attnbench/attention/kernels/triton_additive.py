@@ -456,7 +456,7 @@ def fused_additive_attention(
 
     `precise=True` uses an exact tanh (and IEEE fp32 dots) instead of the hardware
     `tanh.approx.f32` (rel. error ~1e-3..1e-4) and TF32 dots; the interpreter always does.
-    Block sizes default to 32 queries x 64 keys (a in steps of 4, 4 warps) on a GPU and
+    Block sizes default to 32 queries x 32 keys (a in steps of 8, 4 warps) on a GPU and
     16 x 16 in the interpreter, where every element costs Python time; `block_a` must be a
     power of two (a 3-D tile axis). The
     backward has its own `backward_blocks` (BLOCK_M, BLOCK_N), default (128, 64) with 4 warps
@@ -470,8 +470,8 @@ def fused_additive_attention(
     _check_inputs(query_proj, key_proj, v_weight, values, key_padding_mask)
     on_gpu = query_proj.device.type == "cuda"
     block_m = block_m or (32 if on_gpu else 16)
-    block_n = block_n or (64 if on_gpu else 16)
-    block_a = block_a or 4
+    block_n = block_n or (32 if on_gpu else 16)
+    block_a = block_a or (8 if on_gpu else 4)
     bwd_m, bwd_n = backward_blocks or ((128, 64) if on_gpu else (block_m, block_n))
     num_warps_backward = num_warps_backward or (4 if on_gpu else 1)
     sizes = (("block_m", block_m), ("block_n", block_n), ("backward_blocks", bwd_m))

@@ -6,20 +6,23 @@
 set -u
 OUT=${OUT:-/tmp/attnbench-gpu}
 OLD=${1:-}
+LENGTHS=${LENGTHS:-1024,4096,16384}
+MODES=${MODES:-forward,backward,model}
+BENCH_SECONDS=${BENCH_SECONDS:-200}
 mkdir -p "$OUT/gpu"
-export PYTHONUNBUFFERED=1 DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true
 PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-timeout 200 "$PY" -m attnbench.attention.kernels.gpu_check --sweep --json "$OUT/gpu_check.json" \
+timeout 120 "$PY" -m attnbench.attention.kernels.gpu_check --sweep --lengths ${LENGTHS//,/ } --json "$OUT/gpu_check.json" \
     > "$OUT/gpu_check.log" 2>&1
 echo "gpu_check exit $?"; grep -E "FAIL|correctness:|T= *[0-9]+ " "$OUT/gpu_check.log" | cut -c1-150
 if [ -n "$OLD" ]; then
-    timeout 90 "$PY" reports/benchmarks/gpu/kernel_versions.py --old "$OLD" > "$OUT/versions.md" 2>&1
+    timeout 60 "$PY" reports/benchmarks/gpu/kernel_versions.py --old "$OLD" --lengths ${LENGTHS//,/ } > "$OUT/versions.md" 2>&1
     echo "kernel_versions exit $?"; cat "$OUT/versions.md"
 fi
-timeout 260 "$PY" -m attnbench.bench --device cuda --out "$OUT/gpu" --lengths 1024,4096,16384 \
-    --modes forward,backward,model --max-seconds 200 > "$OUT/bench.log" 2>&1
+timeout $((BENCH_SECONDS + 60)) "$PY" -m attnbench.bench --device cuda --out "$OUT/gpu" --lengths "$LENGTHS" \
+    --modes "$MODES" --max-seconds "$BENCH_SECONDS" > "$OUT/bench.log" 2>&1
 echo "bench exit $?"
 tar czf "$OUT/results.tgz" -C "$OUT" gpu gpu_check.json 2>/dev/null && rm -rf "$OUT/gpu" "$OUT/gpu_check.json"
 sed -n "/forward: tokens/,/^#* *Notes/p" "$OUT/bench.log" | grep -v "^$" | cut -c1-230
