@@ -21,7 +21,7 @@ if [ -n "$OLD" ]; then
     timeout 60 "$PY" reports/benchmarks/gpu/kernel_versions.py --old "$OLD" --lengths ${LENGTHS//,/ } > "$OUT/versions.md" 2>&1
     echo "kernel_versions exit $?"; cat "$OUT/versions.md"
 fi
-timeout $((BENCH_SECONDS + 60)) "$PY" -m attnbench.bench --device cuda --out "$OUT/gpu" --lengths "$LENGTHS" \
+timeout $((BENCH_SECONDS + 60)) "$PY" -m attnbench.bench --device cuda --out "$OUT/gpu" --lengths "${BENCH_LENGTHS:-$LENGTHS}" \
     --modes "$MODES" --max-seconds "$BENCH_SECONDS" > "$OUT/bench.log" 2>&1
 echo "bench exit $?"
 tar czf "$OUT/results.tgz" -C "$OUT" gpu gpu_check.json 2>/dev/null && rm -rf "$OUT/gpu" "$OUT/gpu_check.json"
