@@ -224,24 +224,41 @@ def test_the_cpu_kernel_is_used_only_where_it_pays(t_q, t_k, kernel, monkeypatch
     assert bool(calls) == kernel
 
 
+@pytest.mark.parametrize(
+    ("programs", "key_blocks", "expected"),
+    [
+        (128, 128, 4),  # H200, T=4096, B=H=1, 32x32 tiles: measured 50.1% vs 34.5% unsplit
+        (512, 512, 1),  # T=16384: the GPU is full already (58.5% unsplit)
+        (1024, 128, 1),  # the benchmark's T=4096 (B=2, H=4)
+        (8, 32, 2),  # few programs, but a split keeps >= 16 key blocks
+        (1, 16, 1),  # too few keys to split
+    ],
+)
+def test_key_splits_fill_the_gpu_without_tiny_splits(programs, key_blocks, expected):
+    assert ta.auto_key_splits(programs, sms=132, key_blocks=key_blocks) == expected
+
+
 F32, BF16 = torch.float32, torch.bfloat16
 
 
 @pytest.mark.parametrize(
-    ("device", "dtypes", "grad", "queries", "work", "expected"),
+    ("device", "dtypes", "grad", "queries", "work", "rows", "expected"),
     [
-        ("cuda", {BF16, F32}, True, 64, 2**20, "cuda"),  # AMP training, long target: fused
-        ("cuda", {F32}, True, 1, 2**20, None),  # a decoder step: 31/32 of the tile wasted
-        ("cuda", {torch.float64}, True, 64, 2**20, None),  # no float64 kernel
-        ("cpu", {F32}, True, 64, 2**20, None),  # training on CPU: no fused backward
-        ("cpu", {F32}, False, 64, 2**18, "cpu"),  # inference, large: the NumPy kernel
-        ("cpu", {F32}, False, 1, 2**15, None),  # inference at a decoder step: reference
-        ("cpu", {F32, torch.float64}, False, 64, 2**20, None),  # mixed dtypes
-        ("mps", {F32}, False, 64, 2**20, None),
+        ("cuda", {BF16, F32}, True, 256, 2**26, 16, "cuda"),  # AMP training, 2**30 tanh: fused
+        ("cuda", {F32}, True, 64, 2**17, 32, None),  # a float32 step at 2**22: reference (0.44x)
+        ("cuda", {F32}, False, 64, 2**20, 64, "cuda"),  # inference at 2**26: fused
+        ("cuda", {F32}, False, 64, 2**20, 32, None),  # inference below 2**26: reference
+        ("cuda", {F32}, True, 1, 2**30, 1, None),  # a decoder step: 31/32 of the tile wasted
+        ("cuda", {torch.float64}, True, 64, 2**30, 1, None),  # no float64 kernel
+        ("cpu", {F32}, True, 64, 2**20, 1, None),  # training on CPU: no fused backward
+        ("cpu", {F32}, False, 64, 2**18, 1, "cpu"),  # inference, large: the NumPy kernel
+        ("cpu", {F32}, False, 1, 2**15, 64, None),  # decoder step: per (row, head) work counts
+        ("cpu", {F32, torch.float64}, False, 64, 2**20, 1, None),  # mixed dtypes
+        ("mps", {F32}, False, 64, 2**20, 1, None),
     ],
 )
-def test_which_path_a_call_takes(device, dtypes, grad, queries, work, expected):
-    assert additive.fused_path(device, dtypes, grad, queries, work) == expected
+def test_which_path_a_call_takes(device, dtypes, grad, queries, work, rows, expected):
+    assert additive.fused_path(device, dtypes, grad, queries, work, rows) == expected
 
 
 @pytest.mark.parametrize("heads", [1, 2])

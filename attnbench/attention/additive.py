@@ -7,8 +7,8 @@ key_proj = U_a (with the bias the reference implementations carry), v = v_a.
 
 `forward(..., need_weights=False)` returns (context, None) and may skip the reference path
 (`fused_path` decides): on CUDA with triton installed, from `CUDA_KERNEL_MIN_QUERIES`
-queries, the fused Triton kernel (kernels/triton_additive.py, differentiable, tanh never
-stored); on CPU, when no gradient is needed and the problem is large enough to pay for it
+queries and `CUDA_KERNEL_MIN_WORK` tanh per call, the fused Triton kernel
+(kernels/triton_additive.py, differentiable, tanh never stored); on CPU, when no gradient is needed and the problem is large enough to pay for it
 (`CPU_KERNEL_MIN_WORK`), the NumPy inference kernel (kernels/cpu_additive.py). Both compute
 the same formula; anything else (other devices or dtypes, CPU training, small problems)
 takes the reference path below. On CUDA the kernel uses the hardware tanh.approx and TF32
@@ -35,10 +35,16 @@ _CPU_DTYPES = (torch.float32, torch.float64)
 CPU_KERNEL_MIN_WORK = 2**18
 #: the Triton kernel only from this many queries: each of its programs computes a tile of 32
 #: queries (the default block), so a decoder step (T_q = 1) would waste 31/32 of the kernel's
-#: tanh, and the (B, T_q, T_k, a) tensor it avoids is small there anyway. Not yet timed at
-#: such shapes on a GPU (the benchmark's `fused_path` rows will tell); the reference path is
-#: what GPU training used before.
+#: tanh, and the (B, T_q, T_k, a) tensor it avoids is small there anyway
 CUDA_KERNEL_MIN_QUERIES = 32
+#: ... and only from this many tanh per call (B*H*T_q*T_k*a), without / with a gradient.
+#: Measured on an H200 (reports/benchmarks/README.md, GPU section): below 2**26 the kernel's
+#: fixed cost (layout copies, ~10 launches) exceeds the whole reference call; forward only, at
+#: 2**26 it was 1.1x (float32, exact tanh) to 2.2x (16-bit) faster and at 2**30 9x. With a
+#: backward it was 0.30x / 0.77x at 2**26 and 1.03x / 2.7x at 2**30, and a float32 training
+#: step at 2**25 per call ran 0.44x: its backward is weaker than the reference's matmuls
+#: until the (B, H, T_q, T_k, a) tensor itself is the problem
+CUDA_KERNEL_MIN_WORK = {False: 2**26, True: 2**30}
 
 
 def _cpu_kernel():
@@ -69,11 +75,17 @@ def fused_path(
     needs_grad: bool,
     queries: int,
     tanh_per_row_and_head: int,
+    rows_and_heads: int = 1,
 ) -> str | None:
-    """The kernel one call uses: "cuda", "cpu", or None for the reference path."""
+    """The kernel one call uses: "cuda", "cpu", or None for the reference path.
+
+    The CPU kernel's payoff depends on the work per (batch row, head), which it runs one at a
+    time; the GPU kernel's on the whole call's, which it spreads over the device.
+    """
     if device == "cuda":
+        work = tanh_per_row_and_head * rows_and_heads
         usable = dtypes <= set(_CUDA_DTYPES) and queries >= CUDA_KERNEL_MIN_QUERIES
-        return "cuda" if usable else None
+        return "cuda" if usable and work >= CUDA_KERNEL_MIN_WORK[needs_grad] else None
     if device != "cpu" or len(dtypes) != 1 or not dtypes <= set(_CPU_DTYPES):
         return None
     if needs_grad:
@@ -156,6 +168,7 @@ class AdditiveAttention(Attention):
             queries=query.shape[1],
             tanh_per_row_and_head=query.shape[1] * prepared_keys.shape[1]
             * (self.attn_dim // self.num_heads),
+            rows_and_heads=query.shape[0] * self.num_heads,
         )  # fmt: skip
         return {"cuda": _cuda_kernel, "cpu": _cpu_kernel}[path]() if path else None
 

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from attnbench.attention.kernels import triton_available
 
-__all__ = ["INTERPRETED", "fused_additive_attention", "triton_available"]
+__all__ = ["INTERPRETED", "auto_key_splits", "fused_additive_attention", "triton_available"]
 
 #: whether the kernels below were created as interpreted functions (decided at import)
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -274,6 +274,22 @@ def _bwd_kernel(
     tl.store(dv_ptr + bh * T_k * DV + offs_n[:, None] * DV + offs_d[None, :], dv_acc, mask=nd_mask)
 
 
+#: a key split keeps at least this many key blocks, so the merge stays small beside the kernel
+MIN_BLOCKS_PER_SPLIT = 16
+
+
+def auto_key_splits(programs: int, sms: int, key_blocks: int) -> int:
+    """How many key ranges to split the forward into: doubled until the GPU holds >= 2
+    programs per SM (the v6 kernel fits 2; fewer left SMs idle), while each split keeps
+    MIN_BLOCKS_PER_SPLIT key blocks. On the H200 (132 SMs) at T=4096, B=H=1 (128 programs)
+    this picks 4, measured 50.1% of the tanh limit against 34.5% unsplit (NOTES.md, v5).
+    """
+    splits = 1
+    while programs * splits < 2 * sms and key_blocks // (2 * splits) >= MIN_BLOCKS_PER_SPLIT:
+        splits *= 2
+    return splits
+
+
 def _combine_splits(out_parts: Tensor, lse_parts: Tensor) -> tuple[Tensor, Tensor]:
     """Per-split contexts (S, BH, T_q, dv) and logsumexps (S, BH, T_q) -> the whole softmax's.
 
@@ -444,7 +460,7 @@ def fused_additive_attention(
     num_warps: int = 4,
     backward_blocks: tuple[int, int] | None = None,
     num_warps_backward: int | None = None,
-    key_splits: int = 1,
+    key_splits: int | None = None,
 ) -> Tensor:
     """Additive attention context without materialising tanh; differentiable.
 
@@ -460,12 +476,14 @@ def fused_additive_attention(
     16 x 16 in the interpreter, where every element costs Python time; `block_a` must be a
     power of two (a 3-D tile axis). The
     backward has its own `backward_blocks` (BLOCK_M, BLOCK_N), default (128, 64) with 4 warps
-    on a GPU: larger query blocks mean fewer dk/dw atomics per key. Both defaults are the
-    fastest of those timed on an H200 (NOTES.md).
+    on a GPU: larger query blocks mean fewer dk/dw atomics per key. Both defaults were the
+    fastest of those timed on an H200 at T=16384 (NOTES.md, v6b; at T=4096 a 256x64
+    backward with 8 warps was faster, 5.6 against 8.6 ms).
 
     `key_splits=S` splits the keys into S ranges, each its own program (flash-decoding), and
     merges their partial softmaxes in PyTorch: S times the programs when B*H*T_q/BLOCK_M
-    alone cannot fill the GPU (NOTES.md, v5). Not yet timed on a GPU, so it stays 1 by default.
+    alone cannot fill the GPU. By default `auto_key_splits` picks S on a GPU (NOTES.md, v5
+    and v7) and the interpreter uses 1.
     """
     _check_inputs(query_proj, key_proj, v_weight, values, key_padding_mask)
     on_gpu = query_proj.device.type == "cuda"
@@ -480,6 +498,13 @@ def fused_additive_attention(
             raise ValueError(f"{name}={size} must be a power of two (>= 16 on a GPU)")
     if block_a <= 0 or block_a & (block_a - 1):
         raise ValueError(f"block_a={block_a} must be a power of two")
+    if key_splits is None:
+        key_splits = 1
+        if on_gpu and not INTERPRETED:
+            batch, heads, t_q = query_proj.shape[:3]
+            programs = batch * heads * triton.cdiv(t_q, block_m)
+            sms = torch.cuda.get_device_properties(query_proj.device).multi_processor_count
+            key_splits = auto_key_splits(programs, sms, triton.cdiv(key_proj.shape[2], block_n))
     if key_splits < 1:
         raise ValueError(f"key_splits must be at least 1, got {key_splits}")
     precise = precise or not on_gpu or INTERPRETED
