@@ -8,12 +8,13 @@ key_proj = U_a (with the bias the reference implementations carry), v = v_a.
 `forward(..., need_weights=False)` returns (context, None) and may skip the reference path
 (`fused_path` decides): on CUDA with triton installed, from `CUDA_KERNEL_MIN_QUERIES`
 queries and `CUDA_KERNEL_MIN_WORK` tanh per call, the fused Triton kernel
-(kernels/triton_additive.py, differentiable, tanh never stored); on CPU, when no gradient is needed and the problem is large enough to pay for it
-(`CPU_KERNEL_MIN_WORK`), the NumPy inference kernel (kernels/cpu_additive.py). Both compute
-the same formula; anything else (other devices or dtypes, CPU training, small problems)
-takes the reference path below. On CUDA the kernel uses the hardware tanh.approx and TF32
-dots only for 16-bit inputs (mixed precision, where they are below the inputs' own
-rounding); float32 inputs get its precise mode, so training in float32 keeps float32 results.
+(kernels/triton_additive.py, differentiable, tanh never stored); on CPU, when no gradient is
+needed and the problem is large enough to pay for it (`CPU_KERNEL_MIN_WORK`), the NumPy
+inference kernel (kernels/cpu_additive.py). Both compute the same formula; anything else
+(other devices or dtypes, CPU training, small problems) takes the reference path below. On
+CUDA the kernel uses the hardware tanh.approx and TF32 dots only for 16-bit inputs (mixed
+precision, where they are below the inputs' own rounding); float32 inputs get its precise
+mode, so training in float32 keeps float32 results.
 """
 
 from __future__ import annotations
