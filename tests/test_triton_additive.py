@@ -276,3 +276,23 @@ def test_module_through_the_fused_kernel_matches_its_reference_path(heads):
     fused_grads = torch.autograd.grad(context.sum(), list(module.parameters()))
     for grad, fused_grad in zip(grads, fused_grads, strict=True):
         torch.testing.assert_close(fused_grad, grad, atol=ATOL, rtol=RTOL)
+
+
+def test_the_gpu_scripts_say_so_without_cuda(monkeypatch, capsys):
+    """gpu_check and kernel_versions (the device session's commands): one line, exit 2."""
+    import importlib.util
+    from pathlib import Path
+
+    from attnbench.attention.kernels import gpu_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main(["--sweep"]) == 2
+    assert capsys.readouterr().err.strip() == "CUDA is not available: this check needs a GPU"
+    path = Path(__file__).resolve().parents[1] / "reports/benchmarks/gpu/kernel_versions.py"
+    spec = importlib.util.spec_from_file_location("kernel_versions", path)
+    versions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(versions)
+    assert versions.main(["--old", str(path)]) == 2
+    assert "needs a GPU" in capsys.readouterr().err
+    old = versions._load(ta.__file__)  # an earlier kernel file loads beside the current one
+    assert old is not ta and callable(old.fused_additive_attention)
