@@ -1,13 +1,14 @@
 """Fused additive (Bahdanau) attention in Triton: forward and backward, never storing tanh.
 
-The reference path builds the (B, H, T_q, T_k, a) tensor tanh(qp_i + kp_j) and so is bound by
-memory long before compute. Here each program owns a tile of BLOCK_M queries x BLOCK_N keys,
-builds the scores s_ij = sum_a w_a tanh(qp_ia + kp_ja) in registers (BLOCK_A attention-dim
-columns per loop trip, as a 3-D accumulator: `_scores`) and folds them into a
-FlashAttention-style online softmax; key blocks that are all padding are skipped. Only the context (B, H, T_q, dv) and the per-row
-logsumexp (B, H, T_q) reach memory; the backward recomputes tanh from them. What is left is
-B*H*T_q*T_k*a tanh evaluations (two passes of them in the backward), so on a GPU the
-hardware `tanh.approx.f32` (the special-function unit) is the limit: see NOTES.md.
+The reference path builds the (B, H, T_q, T_k, a) tensor tanh(qp_i + kp_j) and so is bound
+by memory long before compute. Here each program owns a tile of BLOCK_M queries x BLOCK_N
+keys, builds the scores s_ij = sum_a w_a tanh(qp_ia + kp_ja) in registers (BLOCK_A
+attention-dim columns per loop trip, as a 3-D accumulator: `_scores`) and folds them into a
+FlashAttention-style online softmax; key blocks that are all padding are skipped. Only the
+context (B, H, T_q, dv) and the per-row logsumexp (B, H, T_q) reach memory; the backward
+recomputes tanh from them. What is left is B*H*T_q*T_k*a tanh evaluations (two passes of
+them in the backward), so on a GPU the hardware `tanh.approx.f32` (the special-function
+unit) is the limit: see NOTES.md.
 
 Layout: qp and kp are passed "attention-dim major", (B*H, a, T), so that loading one column
 (one `a` for BLOCK_M queries) is a contiguous, coalesced load; the wrapper transposes them
