@@ -41,6 +41,10 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 #: the backward's score pass takes one column at a time: its (128 x 64) tile is 4x the
 #: forward's, and a deeper 3-D accumulator would spill registers (NOTES.md, v6)
 BACKWARD_SCORE_A = 1
+#: `s += w * tanh(...)` must compile to one FMA: without fusion the sm_90 loop takes 4.75
+#: instructions per tanh instead of 3.75 (NOTES.md, v6). Triton 3.9 warns that its default
+#: turns to no fusion in 3.10, so the kernels ask for it
+FP_FUSION = True
 
 
 @triton.jit
@@ -407,6 +411,7 @@ class _FusedAdditiveAttention(torch.autograd.Function):
             HAS_MASK=has_mask, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_A=block_a,
             BLOCK_DV=_block_dv(dv), PRECISE=precise,
             DOT_PRECISION="ieee" if precise else "tf32", num_warps=num_warps,
+            enable_fp_fusion=FP_FUSION,
         )  # fmt: skip
         out, lse = _combine_splits(out, lse)
         ctx.save_for_backward(qp, kp, w, v, mask, out, lse)
@@ -436,6 +441,7 @@ class _FusedAdditiveAttention(torch.autograd.Function):
             SCORE_A=BACKWARD_SCORE_A,
             BLOCK_DV=_block_dv(dv), PRECISE=precise,
             DOT_PRECISION="ieee" if precise else "tf32", num_warps=num_warps,
+            enable_fp_fusion=FP_FUSION,
         )  # fmt: skip
         q_dtype, k_dtype, w_dtype, v_dtype = ctx.dtypes
         grad_q = dqp.view(batch, heads, padded, q_len)[:, :, :dim, :t_q].transpose(-1, -2)
