@@ -13,6 +13,7 @@ the `triton` extra (Makefile), so these tests run there; speed is measured only 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import pytest
@@ -296,3 +297,23 @@ def test_the_gpu_scripts_say_so_without_cuda(monkeypatch, capsys):
     assert "needs a GPU" in capsys.readouterr().err
     old = versions._load(ta.__file__)  # an earlier kernel file loads beside the current one
     assert old is not ta and callable(old.fused_additive_attention)
+
+
+@pytest.mark.slow
+def test_the_tanh_loop_reading_needs_no_gpu_and_sees_fma_contraction():
+    """reports/benchmarks/gpu/sass_loop.py (NOTES.md's instruction counts) compiles for sm_90
+    here; without FMA contraction the loop must take more instructions per tanh."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "reports/benchmarks/gpu/sass_loop.py"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compiled, not run
+
+    def per_tanh(*flags: str) -> float:
+        done = subprocess.run([sys.executable, str(script), *flags], capture_output=True,
+                              text=True, env=env, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return float(re.search(r"([\d.]+) per tanh", done.stdout).group(1))
+
+    fused, unfused = per_tanh(), per_tanh("--no-fp-fusion")
+    assert 3.0 <= fused < unfused
