@@ -33,7 +33,7 @@ finally:
         os.environ["TRITON_INTERPRET"] = _previous
 
 from attnbench.attention import AdditiveAttention, additive  # noqa: E402
-from attnbench.attention.kernels import triton_available  # noqa: E402
+from attnbench.attention.kernels import load_kernel_file, triton_available  # noqa: E402
 
 # Float32 kernel (exact tanh under the interpreter) vs a float64 reference: a score sums `a`
 # terms |w tanh| <= ~3, each rounded at ~6e-8 relative, so scores are off by ~1e-6 at most,
@@ -295,7 +295,11 @@ def test_the_gpu_scripts_say_so_without_cuda(monkeypatch, capsys):
     spec.loader.exec_module(versions)
     assert versions.main(["--old", str(path)]) == 2
     assert "needs a GPU" in capsys.readouterr().err
-    old = versions._load(ta.__file__)  # an earlier kernel file loads beside the current one
+    with pytest.raises(SystemExit) as exit_info:
+        versions.main(["--old", "no-such-kernel.py"])
+    assert exit_info.value.code == 2
+    assert "--old no-such-kernel.py: no such file" in capsys.readouterr().err
+    old = load_kernel_file(ta.__file__)  # an earlier kernel file loads beside the current one
     assert old is not ta and callable(old.fused_additive_attention)
 
 

@@ -12,24 +12,17 @@ ratio is measured side by side, not across sessions. Needs a CUDA GPU and Triton
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
+from pathlib import Path
 
 import torch
 import triton
 
-from attnbench.attention.kernels import tanh_limit
+from attnbench.attention.kernels import KERNEL_FILE_HINT, load_kernel_file, tanh_limit
 from attnbench.attention.kernels import triton_additive as new
 
 ROUNDS = 5
-
-
-def _load(path: str):
-    spec = importlib.util.spec_from_file_location("triton_additive_old", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _inputs(length: int, batch: int = 2, heads: int = 4, dim: int = 64):
@@ -64,10 +57,12 @@ def main(argv=None) -> int:
     parser.add_argument("--old", required=True, help="path to the earlier triton_additive.py")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     args = parser.parse_args(argv)
+    if not Path(args.old).is_file():
+        parser.error(f"--old {args.old}: no such file; {KERNEL_FILE_HINT}")
     if not torch.cuda.is_available():
         print("CUDA is not available: this comparison needs a GPU", file=sys.stderr)
         return 2
-    old = _load(args.old)
+    old = load_kernel_file(args.old)
     limit = tanh_limit.tanh_rate()
     print(f"{torch.cuda.get_device_name()}: tanh limit {limit:.3e}/s (tanh.approx loop)")
     print("| T | mode | old ms | new ms | old / new | new, share of the tanh limit |")

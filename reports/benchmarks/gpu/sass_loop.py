@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
 import re
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from attnbench.attention.kernels import KERNEL_FILE_HINT, load_kernel_file
+
 INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)(.*?);")
 
 
@@ -35,10 +36,7 @@ def _kernel_module(path: str | None):
         from attnbench.attention.kernels import triton_additive
 
         return triton_additive
-    spec = importlib.util.spec_from_file_location("triton_additive_copy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_kernel_file(path)
 
 
 def _signature(kernel, blocks: tuple[int, int, int]) -> tuple[dict, dict, dict]:
@@ -92,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-fp-fusion", action="store_true", help="compile without FMA")
     parser.add_argument("--kernel-file", help="an earlier triton_additive.py to compile instead")
     args = parser.parse_args(argv)
+    if args.kernel_file and not Path(args.kernel_file).is_file():
+        parser.error(f"--kernel-file {args.kernel_file}: no such file; {KERNEL_FILE_HINT}")
     module = _kernel_module(args.kernel_file)
     kernel = getattr(module, f"_{args.kernel}_kernel")
     signature, constexprs, attrs = _signature(kernel, tuple(args.blocks[:3]))
