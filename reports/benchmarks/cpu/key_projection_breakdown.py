@@ -9,6 +9,10 @@ decoder loop with attention, generator + loss, Adam fused as training runs it an
 default for comparison) and the key projection alone (forward and backward of U_a over the
 (B*S, H) annotations), so the ratio can be predicted:
 per-step / once = (once + (T - 1) * key projection) / once. Medians over interleaved repeats.
+
+Each part's matmul FLOPs (forward and backward, PyTorch's `FlopCounterMode`, counted in a
+separate untimed call) give its GFLOP/s: the ratio is bounded by how fast the once-step's
+small matmuls run, not by how much work the per-step path adds.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench.bench.model_modes import (
     build_bench_model,
@@ -29,6 +34,14 @@ from attnbench.bench.model_modes import (
 from attnbench.optim import adam
 
 BATCH, SRC, TGT, HIDDEN, VOCAB = 16, 80, 20, 512, 8000
+
+
+def gflop(fn: Callable[[], object]) -> float:
+    """Matmul GFLOP of one call of fn (forward and backward), counted by PyTorch."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
 
 
 def main() -> None:
@@ -85,9 +98,11 @@ def main() -> None:
     ms = median_ms(parts, args.repeats)  # in turns, the order reversed every other round
     print(f"B={BATCH}, S={SRC}, T={TGT}, hidden=A={HIDDEN}, vocab={VOCAB}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")  # fmt: skip
-    print("| part | ms |\n|---|---|")
+    work = {name: gflop(fn) for name, fn in parts.items()}
+    print("| part | ms | matmul GFLOP | GFLOP/s |\n|---|---|---|---|")
     for name, value in ms.items():
-        print(f"| {name} | {value:.1f} |")
+        rate = f"{work[name] / value * 1e3:.0f}" if work[name] else "-"
+        print(f"| {name} | {value:.1f} | {work[name]:.2f} | {rate} |")
     once, per_step = ms["training step, keys once"], ms["training step, keys per step"]
     key = ms["key projection U_a h_j (fwd+bwd), one"]
     predicted = (once + (TGT - 1) * key) / once
@@ -96,6 +111,13 @@ def main() -> None:
     needed = (TGT - 1) * key
     print(f"2x would need the once-step at or below {needed:.0f} ms ((T - 1) x key "
           f"projection), i.e. {once / needed:.2f}x faster than now")  # fmt: skip
+    once_work = work["training step, keys once"]
+    per_step_work = work["training step, keys per step"]
+    key_rate = work["key projection U_a h_j (fwd+bwd), one"] / key  # GFLOP per ms
+    print(f"matmul work per-step / once: {per_step_work / once_work:.2f}x; the once-step runs "
+          f"at {once_work / once * 1e3:.0f} GFLOP/s, the key projection at {key_rate * 1e3:.0f}; "
+          f"were the whole once-step's matmuls as fast, it would take {once_work / key_rate:.0f}"
+          f" ms plus its other work")  # fmt: skip
 
 
 if __name__ == "__main__":
