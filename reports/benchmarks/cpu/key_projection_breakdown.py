@@ -1,6 +1,6 @@
 """Where a training step's time goes, to explain the key-projection ratio in ../README.md.
 
-    python reports/benchmarks/cpu/key_projection_breakdown.py [--repeats 9]
+    python reports/benchmarks/cpu/key_projection_breakdown.py [--repeats 9] [--profile]
 
 The benchmark's `key_projection` comparison (B=16, S=80, T=20, hidden = A = 512, vocab 8000,
 Bahdanau decoder, Adam) times a whole training step with U_a h_j computed once per source
@@ -12,7 +12,8 @@ per-step / once = (once + (T - 1) * key projection) / once. Medians over interle
 
 Each part's matmul FLOPs (forward and backward, PyTorch's `FlopCounterMode`, counted in a
 separate untimed call) give its GFLOP/s: the ratio is bounded by how fast the once-step's
-small matmuls run, not by how much work the per-step path adds.
+small matmuls run, not by how much work the per-step path adds. `--profile` also prints the
+decoder loop's costliest operators (`torch.profiler`, per input shape).
 """
 
 from __future__ import annotations
@@ -44,9 +45,30 @@ def gflop(fn: Callable[[], object]) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def print_profile(fn: Callable[[], object], calls: int, rows: int = 15) -> None:
+    """fn's costliest operators by self CPU time, per input shape, in ms per call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()  # warm-up
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(calls):
+            fn()
+    events = [e for e in prof.key_averages(group_by_input_shape=True)
+              if not e.key.startswith("autograd::")]  # fmt: skip
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    print(f"decoder loop, costliest operators (ms per loop, calls per loop, {calls} loops)")
+    print("| operator | input shapes | ms | calls |\n|---|---|---|---|")
+    for e in events[:rows]:
+        shapes = str(e.input_shapes)
+        print(f"| {e.key} | {shapes} | {e.self_cpu_time_total / 1e3 / calls:.2f} | "
+              f"{e.count // calls} |")  # fmt: skip
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--profile", action="store_true", help="profile the decoder loop too")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = build_bench_model("additive", HIDDEN, VOCAB).train()
@@ -98,6 +120,8 @@ def main() -> None:
     ms = median_ms(parts, args.repeats)  # in turns, the order reversed every other round
     print(f"B={BATCH}, S={SRC}, T={TGT}, hidden=A={HIDDEN}, vocab={VOCAB}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")  # fmt: skip
+    if args.profile:
+        print_profile(decoder_loop, calls=4)
     work = {name: gflop(fn) for name, fn in parts.items()}
     print("| part | ms | matmul GFLOP | GFLOP/s |\n|---|---|---|---|")
     for name, value in ms.items():
