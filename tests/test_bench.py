@@ -285,7 +285,7 @@ def test_the_plain_implementations_stay_plain(monkeypatch, name, family):
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
-        ("key_projection_breakdown.py --profile", "costliest operators"),
+        ("key_projection_breakdown.py --profile --tgt-lengths 3", "| T | keys once ms"),
         ("training_step_changes.py", "readout once:"),
         ("cpu_kernel_threshold.py", "| B | T_q | T_k | a |"),
         ("decoder_loop_bounds.py --rounds 1", "ratio gathered"),

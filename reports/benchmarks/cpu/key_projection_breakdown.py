@@ -1,6 +1,7 @@
 """Where a training step's time goes, to explain the key-projection ratio in ../README.md.
 
     python reports/benchmarks/cpu/key_projection_breakdown.py [--repeats 9] [--profile]
+        [--tgt-lengths 10,20,40,80]
 
 The benchmark's `key_projection` comparison (B=16, S=80, T=20, hidden = A = 512, vocab 8000,
 Bahdanau decoder, Adam) times a whole training step with U_a h_j computed once per source
@@ -13,7 +14,9 @@ per-step / once = (once + (T - 1) * key projection) / once. Medians over interle
 Each part's matmul FLOPs (forward and backward, PyTorch's `FlopCounterMode`, counted in a
 separate untimed call) give its GFLOP/s: the ratio is bounded by how fast the once-step's
 small matmuls run, not by how much work the per-step path adds. `--profile` also prints the
-decoder loop's costliest operators (`torch.profiler`, per input shape).
+decoder loop's costliest operators (`torch.profiler`, per input shape). `--tgt-lengths` also
+times both steps at other target lengths (same B, S, model): the per-step path's extra work
+grows with T while the encoder and Adam do not, so the ratio rises with T.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--profile", action="store_true", help="profile the decoder loop too")
+    parser.add_argument("--tgt-lengths", default="", help="also the ratio at these T, e.g. 10,40")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = build_bench_model("additive", HIDDEN, VOCAB).train()
@@ -142,6 +146,23 @@ def main() -> None:
           f"at {once_work / once * 1e3:.0f} GFLOP/s, the key projection at {key_rate * 1e3:.0f}; "
           f"were the whole once-step's matmuls as fast, it would take {once_work / key_rate:.0f}"
           f" ms plus its other work")  # fmt: skip
+    if args.tgt_lengths:
+        lengths = [int(t) for t in args.tgt_lengths.split(",")]
+        print_ratio_by_length(model, lengths, key, args.repeats)
+
+
+def print_ratio_by_length(model, lengths: list[int], key_ms: float, repeats: int) -> None:
+    """Both training steps at each target length T, side by side; key_ms from the parts."""
+    twin = per_step_copy(model)
+    print("\n| T | keys once ms | keys per step ms | ratio | predicted |\n|---|---|---|---|---|")
+    for length in lengths:
+        data = random_batch(BATCH, SRC, length, VOCAB, "cpu")
+        ms = median_ms({"once": train_step_fn(model, data),
+                        "per step": train_step_fn(twin, data)}, repeats)  # fmt: skip
+        once, per_step = ms["once"], ms["per step"]
+        predicted = (once + (length - 1) * key_ms) / once
+        print(f"| {length} | {once:.1f} | {per_step:.1f} | {per_step / once:.2f}x | "
+              f"{predicted:.2f}x |")  # fmt: skip
 
 
 if __name__ == "__main__":
