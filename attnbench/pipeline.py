@@ -553,9 +553,30 @@ def throughput_benchmark(
                 metrics[f"{prefix}/fraction_of_limit"] = r["fraction_of_limit"]
             tracker.log_metrics(rid, metrics, r["length"])
         tracker.log_metrics(rid, limit_drift_metrics(result.limits, spec.dtype))
+        tracker.log_metrics(rid, full_model_metrics(result.rows))
         for path in paths.values():
             tracker.log_artifact(rid, path, "bench")
     return {"rows": result.rows, "report": paths["report"].read_text(), "out": str(out)}
+
+
+def full_model_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """bench/model/<comparison or mode>/<variant>/<implementation>/tokens_per_s, and /speedup
+    on a comparison's first side, for the full-model rows: the dashboard then compares runs
+    on what the key projection once and the fused path save."""
+    from attnbench.bench.tables import model_frame
+
+    metrics: dict[str, float] = {}
+    frame = model_frame(rows)
+    if frame.empty:
+        return metrics
+    for r in frame[frame["status"] == "ok"].to_dict("records"):
+        kind = r.get("comparison") if isinstance(r.get("comparison"), str) else r["mode"]
+        prefix = f"bench/model/{kind}/{r['variant']}/{r['implementation']}"
+        metrics[f"{prefix}/tokens_per_s"] = float(r["tokens_per_s"])
+        speedup = r.get("speedup")
+        if speedup is not None and speedup == speedup:  # NaN: the comparison's other side
+            metrics[f"{prefix}/speedup"] = float(speedup)
+    return metrics
 
 
 def limit_drift_metrics(limits: list[dict[str, Any]], dtype: str) -> dict[str, float]:

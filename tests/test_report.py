@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -78,3 +79,66 @@ def test_length_section_plots_bleu_when_no_synthetic_task_was_run(tmp_path):
     section = length_section(ReportData.load(tracker, parent))
     assert section.missing == ""
     assert [f["alt"] for f in section.figures] == ["multi30k: bleu by source length"]
+
+
+def _bench_report_data(tmp_path, rows):
+    """A pipeline run whose benchmark child holds `rows` as its rows.parquet artifact."""
+    from attnbench.report.html import ReportData
+
+    tracker = Tracker.local(tmp_path / "work", "attnbench-b")
+    parent = tracker.start_run("benchmark-b", tags={"kind": "pipeline"})
+    child = tracker.start_run("bench/attention", parent, {"kind": "bench", "device": "cpu"})
+    path = tmp_path / "rows.parquet"
+    rows.to_parquet(path)
+    tracker.log_artifact(child, path, "bench")
+    tracker.end_run(child)
+    tracker.end_run(parent)
+    return ReportData.load(tracker, parent)
+
+
+COMMITTED_CPU_ROWS = Path(__file__).resolve().parents[1] / "reports/benchmarks/cpu/rows.parquet"
+
+
+def test_bench_section_shows_backward_and_what_the_key_projection_saves(tmp_path):
+    """A benchmark step that timed forward, backward and the full model gets all three."""
+    from attnbench.report.html import bench_section
+
+    rows = pd.read_parquet(COMMITTED_CPU_ROWS)
+    section = bench_section(_bench_report_data(tmp_path, rows))
+    assert section.missing == ""
+    assert [f["alt"].split(":")[0] for f in section.figures] == [
+        "Attention alone, forward", "Forward + backward"
+    ]  # fmt: skip
+    pair = rows[rows["comparison"] == "key_projection"].set_index("implementation")
+    ratio = pair.loc["keys_once", "tokens_per_s"] / pair.loc["keys_per_step", "tokens_per_s"]
+    text = " ".join(p["text"] for p in section.paragraphs)
+    assert "key projection computed once per source" in text and f"{ratio:.2f}x" in text
+    full_model = section.tables[-1]
+    assert full_model["caption"].startswith("Full model")
+    assert "keys_per_step" in full_model["html"] and "greedy_decode" in full_model["html"]
+
+
+def test_bench_section_with_only_full_model_rows_is_not_missing(tmp_path):
+    from attnbench.report.html import bench_section
+
+    rows = pd.read_parquet(COMMITTED_CPU_ROWS)
+    rows = rows[~rows["mode"].isin(["forward", "backward"])]
+    section = bench_section(_bench_report_data(tmp_path, rows))
+    assert section.missing == "" and section.figures == []
+    assert section.tables[-1]["caption"].startswith("Full model")
+
+
+def test_full_model_rows_become_dashboard_metrics():
+    from attnbench.pipeline import full_model_metrics
+
+    rows = pd.read_parquet(COMMITTED_CPU_ROWS)
+    model_rows = rows[~rows["mode"].isin(["forward", "backward"])]
+    metrics = full_model_metrics(rows.to_dict("records"))
+    assert len([k for k in metrics if k.endswith("/tokens_per_s")]) == len(model_rows)  # unique
+    pair = model_rows[model_rows["comparison"] == "key_projection"].set_index("implementation")
+    once = "bench/model/key_projection/additive/keys_once"
+    assert metrics[f"{once}/speedup"] == pytest.approx(pair.loc["keys_once", "speedup"])
+    assert metrics[f"{once}/tokens_per_s"] == pytest.approx(pair.loc["keys_once", "tokens_per_s"])
+    assert "bench/model/key_projection/additive/keys_per_step/speedup" not in metrics
+    assert "bench/model/greedy_decode/scaled_dot/keys_once/tokens_per_s" in metrics
+    assert full_model_metrics([]) == {}

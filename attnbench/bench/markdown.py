@@ -8,9 +8,8 @@ from typing import Any
 import pandas as pd
 
 from attnbench.bench import limits as limits_mod
-from attnbench.bench.implementations import REGISTRY
 from attnbench.bench.runner import BenchResult
-from attnbench.bench.tables import lra_frame, lra_table, markdown
+from attnbench.bench.tables import lra_frame, lra_table, markdown, model_frame
 from attnbench.bench.targets import Target
 
 NOTES = """\
@@ -56,16 +55,9 @@ def drift_note(limits: list[dict[str, Any]]) -> str:
 
 
 def _model_table(rows: list[dict[str, Any]]) -> str:
-    model = [r for r in rows if "implementation" not in r or r.get("mode") not in (
-        "forward", "backward")]  # fmt: skip
-    model = [r for r in model if r.get("implementation") not in REGISTRY]
-    if not model:
+    frame = model_frame(rows)
+    if frame.empty:
         return "_(no full-model rows)_"
-    frame = pd.DataFrame(model)
-    keep = ["mode", "variant", "implementation", "comparison", "decoder", "batch", "src_len"]
-    keep += ["tgt_len"]
-    keep += ["dim", "status", "tokens_per_s", "throughput_unit", "seconds_median", "speedup"]
-    frame = frame[[c for c in keep if c in frame]]
     frame = frame.astype(object).where(frame.notna(), "")
     return markdown(frame.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v))
 

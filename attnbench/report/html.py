@@ -293,9 +293,10 @@ def length_section(data: ReportData) -> Section:
 
 
 def bench_section(data: ReportData) -> Section:
-    """The attention benchmark's run (attnbench.bench): throughput and memory by length, and
-    the LRA-style table, read back from its rows.parquet artifact."""
-    from attnbench.bench.tables import lra_frame, lra_table
+    """The attention benchmark's run (attnbench.bench): throughput and memory by length, the
+    LRA-style tables (forward, and forward + backward where timed) and the full-model rows
+    (key projection once vs per step, where timed), read back from its rows.parquet artifact."""
+    from attnbench.bench.tables import key_projection_summary, lra_frame, model_frame
 
     sec = Section("bench", "Long sequences: throughput and memory")
     if data.bench.empty:
@@ -310,26 +311,59 @@ def bench_section(data: ReportData) -> Section:
         rows = pd.read_parquet(data.tracker.download_artifact(run_id, artifact, Path(tmp)))
         if data.tracker.has_artifact(run_id, "bench/meta.json"):
             meta = data.tracker.load_json_artifact(run_id, "bench/meta.json")
-    frame = lra_frame(rows, "forward")
-    if frame.empty or not (frame["status"] == "ok").any():
+    timed = {mode: lra_frame(rows, mode) for mode in ("forward", "backward")}
+    timed = {m: f for m, f in timed.items() if not f.empty and (f["status"] == "ok").any()}
+    model = model_frame(rows)
+    if not timed and model.empty:
         sec.missing = "No attention implementation was timed in the benchmark run."
         return sec
-    first = frame.iloc[0]
     env = meta.get("environment", {})
     hardware = env.get("gpu") or env.get("processor") or rows["device"].iloc[0]
     threads = "" if env.get("gpu") else f", {env.get('cpu_threads', '?')} threads"
     sec.say(
-        f"Attention alone, forward, on {hardware} ({rows['device'].iloc[0]}{threads}; "
-        f"torch {env.get('torch', '?')}; batch {first['batch']}, "
-        f"dimension per head {first['dim']}), median of repeats after warm-up; every "
-        "implementation was checked equal to the reference first. Speed-ups are against the "
-        "family's baseline (materialised additive, matmul+softmax multiplicative); the "
-        "benchmark run's report.md adds the measured tanh and matmul limits and the targets."
+        f"Measured on {hardware} ({rows['device'].iloc[0]}{threads}; torch "
+        f"{env.get('torch', '?')}), median of repeats after warm-up; every implementation was "
+        "checked equal to the reference first. Speed-ups are against the family's baseline "
+        "(materialised additive, matmul+softmax multiplicative); the benchmark run's "
+        "report.md adds the measured tanh and matmul limits and the targets."
     )
-    fig = plots.bench_figure(rows, "forward")
-    sec.figure(plots.to_data_uri(fig), "Tokens per second and peak memory vs length (log-log)")
-    sec.table(lra_table(frame).reset_index(), "Tokens/s (speed-up), peak memory, by length")
-    ok = rows[(rows["status"] == "ok") & (rows["mode"] == "forward")]
+    for mode, frame in timed.items():
+        _bench_mode(sec, rows, mode, frame)
+    if not model.empty:
+        if sentence := key_projection_summary(model):
+            sec.say(sentence)
+        shown = model.astype(object).where(model.notna(), None)
+        sec.table(
+            shown.map(_number),
+            "Full model: training steps (target tokens/s) and greedy decoding (generated "
+            "tokens/s); speedup = this row over its comparison's other side",
+        )
+    return sec
+
+
+def _number(value: Any) -> Any:
+    """Floats as people read them: 1,270 and 0.2519, not 1.27e+03."""
+    if not isinstance(value, float):
+        return value
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def _bench_mode(sec: Section, rows: pd.DataFrame, mode: str, frame: pd.DataFrame) -> None:
+    """One mode's plot, LRA-style table and share of the measured limit."""
+    from attnbench.bench.tables import lra_table
+
+    label = {"forward": "Attention alone, forward", "backward": "Forward + backward"}[mode]
+    first = frame.iloc[0]
+    sec.figure(
+        plots.to_data_uri(plots.bench_figure(rows, mode)),
+        f"{label}: tokens per second and peak memory vs length (log-log)",
+    )
+    sec.table(
+        lra_table(frame).reset_index(),
+        f"{label} (batch {first['batch']}, dimension per head {first['dim']}): tokens/s "
+        "(speed-up), peak memory, by length",
+    )
+    ok = rows[(rows["status"] == "ok") & (rows["mode"] == mode)]
     if "fraction_of_limit" in ok and ok["fraction_of_limit"].notna().any():
         share = ok.pivot_table(
             index="implementation", columns="length", values="fraction_of_limit", aggfunc="max"
@@ -338,10 +372,9 @@ def bench_section(data: ReportData) -> Section:
         share.columns = [f"T={c}" for c in share.columns]
         sec.table(
             share.reset_index(),
-            "Roofline: share of the limit measured in the same run (tanh/s for additive, "
-            "matmul FLOP/s for multiplicative)",
+            f"Roofline, {label.lower()}: share of the limit measured in the same run (tanh/s for "
+            "additive, matmul FLOP/s for multiplicative)",
         )
-    return sec
 
 
 def maps_section(data: ReportData, count: int = 2) -> Section:
