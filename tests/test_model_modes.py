@@ -115,3 +115,35 @@ def test_fused_path_comparison_times_both_paths_of_one_model(variant, monkeypatc
     )
     assert set(asked) == {False, True}  # both paths really ran (warm-up + 2 repeats each)
     assert asked.count(False) == asked.count(True) == 3
+
+
+def test_decoder_loop_fn_computes_the_decoders_teacher_forced_pass():
+    """Its gradients equal those of BahdanauDecoder.forward with the generator left out, on
+    the same encoder outputs; the encoder itself gets none (its outputs are fixed)."""
+    import copy
+
+    from attnbench.bench.model_modes import decoder_loop_fn
+    from attnbench.models.seq2seq import PAD_ID
+
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = build_bench_model("additive", 16, 40).train()
+        data = random_batch(3, 7, 5, 40, "cpu")
+        twin = copy.deepcopy(model)
+        decoder_loop_fn(model, data)()
+        twin.decoder.generator = torch.nn.Identity()  # logits = the readout's pre-output
+        with torch.no_grad():
+            keys, final = twin.encoder(data["src"], data["src_lengths"])
+        dec = twin.decoder
+        memory = dec.memory(keys, data["src"].eq(PAD_ID))
+        logits, _ = dec(data["tgt_in"], dec.init_state(final), memory, need_weights=False)
+        logits.sum().backward()
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert all(p.grad is None for p in model.encoder.parameters())
+    expected = dict(twin.decoder.named_parameters())
+    for name, p in model.decoder.named_parameters():
+        if name.startswith("generator."):
+            assert p.grad is None
+            continue
+        torch.testing.assert_close(p.grad, expected[name].grad, msg=name)

@@ -225,6 +225,29 @@ def train_step_fn(
     return step
 
 
+def decoder_loop_fn(model: Seq2Seq, data: dict[str, Tensor]) -> Callable[[], None]:
+    """The Bahdanau decoder's T recurrent steps and readout, forward and backward, on encoder
+    outputs computed once: the part of a training step the measurement scripts under
+    reports/benchmarks/cpu take apart (keys, bridge and decoder weights get gradients)."""
+    dec = model.decoder
+    with torch.no_grad():
+        annotations, final = model.encoder(data["src"], data["src_lengths"])
+    mask = data["src"].eq(PAD_ID)
+
+    def loop() -> None:
+        memory = dec.memory(annotations.detach().requires_grad_(), mask)
+        state = dec.init_state(final.detach().requires_grad_())
+        embedded = dec.embedding(data["tgt_in"])
+        outputs, contexts = [], []
+        for t in range(embedded.shape[1]):  # as BahdanauDecoder.forward: the steps, then readout
+            out, ctx, state, _ = dec._recur(embedded[:, t : t + 1], state, memory, False)
+            outputs.append(out)
+            contexts.append(ctx)
+        dec._readout(torch.cat(outputs, 1), torch.cat(contexts, 1), embedded).sum().backward()
+
+    return loop
+
+
 def _train_row(variant: str, device: torch.device, batch: int, src_len: int, tgt_len: int,
                hidden: int, vocab: int, recompute: bool, implementation: str | None = None,
                decoder: DecoderStyle = "bahdanau") -> dict[str, Any]:  # fmt: skip

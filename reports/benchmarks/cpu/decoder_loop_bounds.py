@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import types
-from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -34,6 +33,7 @@ from torch import Tensor
 
 from attnbench.bench.model_modes import (
     build_bench_model,
+    decoder_loop_fn,
     median_ms,
     per_step_copy,
     random_batch,
@@ -117,27 +117,6 @@ def gathered_copy(model: Seq2Seq) -> Seq2Seq:
     return twin
 
 
-def decoder_loop(model: Seq2Seq, data: dict[str, Tensor]) -> Callable[[], None]:
-    """The decoder's T steps and readout, forward and backward, on fixed encoder outputs."""
-    dec = model.decoder
-    with torch.no_grad():
-        annotations, final = model.encoder(data["src"], data["src_lengths"])
-    mask = torch.zeros(BATCH, SRC, dtype=torch.bool)
-
-    def loop() -> None:
-        memory = dec.memory(annotations.detach().requires_grad_(), mask)
-        state = dec.init_state(final.detach().requires_grad_())
-        embedded = dec.embedding(data["tgt_in"])
-        outputs, contexts = [], []
-        for t in range(TGT):
-            out, ctx, state, _ = dec._recur(embedded[:, t : t + 1], state, memory, False)
-            outputs.append(out)
-            contexts.append(ctx)
-        dec._readout(torch.cat(outputs, 1), torch.cat(contexts, 1), embedded).sum().backward()
-
-    return loop
-
-
 def gradient_error(model: Seq2Seq, twin: Seq2Seq, data: dict[str, Tensor]) -> float:
     """Largest |difference| of the two models' gradients, relative to each tensor's largest."""
     grads = []
@@ -168,8 +147,8 @@ def main() -> None:
         "keys per step, gathered": train_step_fn(gathered_copy(per_step), data),
     }
     loops = {
-        "additive": decoder_loop(model, data),
-        "dot": decoder_loop(build_bench_model("dot", HIDDEN, VOCAB).train(), data),
+        "additive": decoder_loop_fn(model, data),
+        "dot": decoder_loop_fn(build_bench_model("dot", HIDDEN, VOCAB).train(), data),
     }
     print(f"B={BATCH}, S={SRC}, T={TGT}, hidden=A={HIDDEN}, vocab={VOCAB}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats} per round")  # fmt: skip

@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench.bench.model_modes import (
     build_bench_model,
+    decoder_loop_fn,
     median_ms,
     per_step_copy,
     random_batch,
@@ -78,8 +79,7 @@ def main() -> None:
     model = build_bench_model("additive", HIDDEN, VOCAB).train()
     data = random_batch(BATCH, SRC, TGT, VOCAB, "cpu")
     with torch.no_grad():
-        annotations, final = model.encoder(data["src"], data["src_lengths"])
-    mask = torch.zeros(BATCH, SRC, dtype=torch.bool)
+        annotations, _ = model.encoder(data["src"], data["src_lengths"])
     pre = torch.randn(BATCH * TGT, HIDDEN, requires_grad=True)
     optimizer = adam(model.parameters(), lr=1e-4)  # fused, as training runs it
     unfused = torch.optim.Adam(model.parameters(), lr=1e-4)  # PyTorch's default on CPU
@@ -91,18 +91,7 @@ def main() -> None:
         out, fin = model.encoder(data["src"], data["src_lengths"])
         (out.sum() + fin.sum()).backward()
 
-    def decoder_loop() -> None:  # the attention lives here: T steps of score, softmax, context
-        keys = annotations.detach().requires_grad_()
-        memory = model.decoder.memory(keys, mask)
-        state = model.decoder.init_state(final.detach().requires_grad_())
-        embedded = model.decoder.embedding(data["tgt_in"])
-        outputs, contexts = [], []
-        for t in range(TGT):  # as BahdanauDecoder.forward: T recurrent steps, then the readout
-            out, ctx, state, _ = model.decoder._recur(embedded[:, t : t + 1], state, memory, False)
-            outputs.append(out)
-            contexts.append(ctx)
-        pre_all = model.decoder._readout(torch.cat(outputs, 1), torch.cat(contexts, 1), embedded)
-        pre_all.sum().backward()
+    decoder_loop = decoder_loop_fn(model, data)  # the attention lives here
 
     def generator_and_loss() -> None:
         logits = model.decoder.generator(pre)
