@@ -429,6 +429,15 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _fail_runs_left_open(reason: str) -> None:
+    """After a command stopped by SIGTERM or Ctrl+C has unwound, mark the MLflow runs it still
+    holds open FAILED (a library may have swallowed the interrupt, or it came between a run's
+    creation and the block that ends it); worker processes do the same (flows._common)."""
+    tracking = sys.modules.get("attnbench.tracking")  # not imported: no run was started
+    if tracking is not None:
+        tracking.fail_open_runs(reason)
+
+
 def main() -> None:
     """Entry point: telemetry off unless the user chose otherwise; UserError -> one line, 2."""
     for key, value in TELEMETRY_OFF.items():
@@ -448,8 +457,13 @@ def main() -> None:
         typer.echo(f"attnbench: error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
+        _fail_runs_left_open("interrupted (Ctrl+C)")
         typer.echo(f"attnbench: interrupted; {RESUME_HINT}", err=True)
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 128 + signal.SIGTERM:
+            _fail_runs_left_open("terminated by SIGTERM")
+        raise
     finally:
         if in_main_thread:  # main() may run inside another program (tests): leave it as it was
             signal.signal(signal.SIGTERM, previous)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +37,36 @@ USER_TRACKING_URI = os.environ.get(TRACKING_URI_ENV) or None
 
 #: runs this process started and has not ended, by id: what `fail_open_runs` closes
 _OPEN_RUNS: dict[str, Tracker] = {}
+
+
+#: signals whose handlers may raise mid-call (SIGTERM as SystemExit, Ctrl+C)
+_INTERRUPTS = {signal.SIGTERM, signal.SIGINT}
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT until the block ends, then deliver them to their handlers.
+
+    A run created in the store but not yet in `_OPEN_RUNS` would stay RUNNING for good if a
+    handler raised in between (seen in CI: SIGTERM 17 ms into a sweep cell); held, the
+    signal arrives once the run is registered, where `fail_open_runs` can close it. Python
+    runs handlers in the main thread only, so only there is anything to hold (a thread mask
+    would not do: the kernel hands the signal to another thread and Python still runs the
+    handler here).
+    """
+    held = [s for s in _INTERRUPTS if signal.getsignal(s) is not None]
+    if threading.current_thread() is not threading.main_thread() or not held:
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 def fail_open_runs(reason: str) -> list[str]:
@@ -171,8 +203,9 @@ class Tracker:
         all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
         if parent_id is not None:
             all_tags[PARENT_TAG] = parent_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
-        _OPEN_RUNS[run.info.run_id] = self
+        with _interrupts_deferred():  # created and registered, or neither
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+            _OPEN_RUNS[run.info.run_id] = self
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:

@@ -100,3 +100,24 @@ def test_every_flow_runs_as_a_module(flow):
     assert f"python -m flows.{flow}" in done.stdout and "--preset" in done.stdout
     if flow == "sweep":  # its own default preset (quick has no sweep), and its workers
         assert "(default: britz-sweep)" in done.stdout and "--parallel" in done.stdout
+
+
+def test_a_command_stopped_by_sigterm_leaves_no_mlflow_run_running(tmp_path, monkeypatch, capsys):
+    """Runs a SIGTERM'd command still held (an interrupt swallowed on the way, or one that
+    came between a run's creation and the block that ends it) end FAILED before it exits."""
+    import signal
+
+    from attnbench.tracking import Tracker
+
+    tracker = Tracker.local(tmp_path, "attnbench-test")
+    started: list[str] = []
+
+    def command_cut_by_sigterm() -> None:
+        started.append(tracker.start_run("cut"))
+        raise SystemExit(128 + signal.SIGTERM)  # what the CLI's SIGTERM handler raises
+
+    monkeypatch.setattr(cli, "app", command_cut_by_sigterm)
+    code, _, _ = run_cli(["train"], monkeypatch, capsys)
+    assert code == 128 + signal.SIGTERM
+    run = tracker.client.get_run(started[0])
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "terminated by SIGTERM"

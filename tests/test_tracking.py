@@ -120,3 +120,35 @@ def test_a_logged_model_names_its_requirements_and_loads_back(tracker, tmp_path)
     lengths = torch.tensor([5, 5])
     with torch.no_grad():
         assert torch.equal(loaded(src, lengths, tgt)[0], model(src, lengths, tgt)[0])
+
+
+def test_a_sigterm_during_run_creation_arrives_once_the_run_is_registered(tracker, monkeypatch):
+    """The race seen in CI: SIGTERM while MLflow creates a run. Held until the run is in the
+    open-runs list, the SystemExit then leaves a run `fail_open_runs` can close."""
+    import os
+    import signal
+
+    from attnbench import tracking
+
+    create = tracker.client.create_run
+
+    def create_then_signal(*args, **kwargs):
+        run = create(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-call, as a supervisor's would
+        time.sleep(0.05)
+        return run
+
+    def exit_on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    monkeypatch.setattr(tracker.client, "create_run", create_then_signal)
+    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        with pytest.raises(SystemExit):
+            tracker.start_run("cut while created")
+        assert signal.getsignal(signal.SIGTERM) is exit_on_sigterm  # its handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    closed = tracking.fail_open_runs("terminated by signal 15")
+    assert len(closed) == 1
+    assert tracker.client.get_run(closed[0]).info.status == "FAILED"
