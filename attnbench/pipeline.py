@@ -560,9 +560,9 @@ def throughput_benchmark(
 
 
 def full_model_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """bench/model/<comparison or mode>/<variant>/<implementation>/tokens_per_s, and /speedup
-    on a comparison's first side, for the full-model rows: the dashboard then compares runs
-    on what the key projection once and the fused path save."""
+    """bench/model/<comparison or mode>/<variant>/<implementation>/src<S>_tgt<T>/tokens_per_s,
+    and /speedup on a comparison's first side, for the full-model rows: the dashboard then
+    compares runs on what the key projection once and the fused path save, per length."""
     from attnbench.bench.tables import model_frame
 
     metrics: dict[str, float] = {}
@@ -571,7 +571,8 @@ def full_model_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
         return metrics
     for r in frame[frame["status"] == "ok"].to_dict("records"):
         kind = r.get("comparison") if isinstance(r.get("comparison"), str) else r["mode"]
-        prefix = f"bench/model/{kind}/{r['variant']}/{r['implementation']}"
+        shape = f"src{r['src_len']:.0f}_tgt{r['tgt_len']:.0f}"
+        prefix = f"bench/model/{kind}/{r['variant']}/{r['implementation']}/{shape}"
         metrics[f"{prefix}/tokens_per_s"] = float(r["tokens_per_s"])
         speedup = r.get("speedup")
         if speedup is not None and speedup == speedup:  # NaN: the comparison's other side

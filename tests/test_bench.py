@@ -15,6 +15,7 @@ import torch
 from attnbench.bench import limits as limits_mod
 from attnbench.bench import runner
 from attnbench.bench.cell import run_cell_in_child
+from attnbench.bench.full_model import KEY_PROJECTION_CELLS
 from attnbench.bench.grid import Cell, default_spec, parse_ints
 from attnbench.bench.implementations import REGISTRY, Implementation
 from attnbench.bench.tables import lra_frame, lra_table
@@ -158,16 +159,25 @@ def test_cpu_targets_use_the_measured_values():
         _row("chunked", 4096, 9.0, mem=500),
         _row("cpu_fast", 4096, 100.0, work_per_s=4e8),
         _row("sdpa", 4096, 1000.0, work_per_s=4e9),
-        {"mode": "train_step", "implementation": "keys_once", "comparison": "key_projection",
-         "status": "ok", "dim": 512, "speedup": 2.5},
+        *[{"mode": "train_step", "implementation": "keys_once", "comparison": "key_projection",
+           "status": "ok", "dim": 512, "batch": 16, "src_len": s, "tgt_len": t, "speedup": x}
+          for s, t, x in ((64, 64, 2.5), (128, 128, 1.9), (80, 20, 1.6))],
     ]  # fmt: skip
-    targets = {t.name.split(":")[0]: t for t in evaluate(rows, FAKE_LIMITS, "cpu")}
+    evaluated = evaluate(rows, FAKE_LIMITS, "cpu")
+    targets = {t.name.split(":")[0]: t for t in evaluated}
     chunked = targets["chunked additive"]
     assert chunked.passed is True and "memory ratio 0.062" in chunked.measured
     assert targets["fastest additive path"].passed is True  # 4e8 / 1e9 = 40% >= 30%
     assert "40.0%" in targets["fastest additive path"].measured
     assert targets["sdpa"].passed is False  # 4e9 / 1e10 = 40% < 50%
-    assert next(t for t in targets.values() if "key projection" in t.name).passed is True
+    key_projection = [t for t in evaluated if "key projection" in t.name]
+    # one target per cell with source as long as target; the 80 / 20 cell is not one
+    assert [(t.name.split("S=T=")[1], t.measured, t.passed) for t in key_projection] == [
+        ("64, B=16)", "2.50x", True),
+        ("128, B=16)", "1.90x", False),
+    ]
+    without = evaluate(rows[:4], FAKE_LIMITS, "cpu")
+    assert [t.passed for t in without if "key projection" in t.name] == [None]
 
 
 def test_parse_lengths():
@@ -224,7 +234,8 @@ def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
     assert set(rows[rows["mode"] == "forward"]["status"]) == {"ok"}
     model = rows[rows["mode"].isin(["train_step", "greedy_decode"])]
     # per cell: a training step, decoding, fused vs reference path; then the key projection
-    assert len(model) == 2 * 4 + 2 and set(model["status"]) == {"ok"}
+    # once and per step at each of its cells
+    assert len(model) == 2 * 4 + 2 * len(KEY_PROJECTION_CELLS) and set(model["status"]) == {"ok"}
     assert set(model["repeats"]) == {1}  # --repeats and --comparison-repeats reach them
     assert set(model["comparison"].dropna()) == {"fused_path", "key_projection"}
     assert (model["tokens_per_s"] > 0).all()

@@ -109,10 +109,13 @@ def test_bench_section_shows_backward_and_what_the_key_projection_saves(tmp_path
     assert [f["alt"].split(":")[0] for f in section.figures] == [
         "Attention alone, forward", "Forward + backward"
     ]  # fmt: skip
-    pair = rows[rows["comparison"] == "key_projection"].set_index("implementation")
-    ratio = pair.loc["keys_once", "tokens_per_s"] / pair.loc["keys_per_step", "tokens_per_s"]
     text = " ".join(p["text"] for p in section.paragraphs)
-    assert "key projection computed once per source" in text and f"{ratio:.2f}x" in text
+    assert "key projection computed once per source" in text
+    pairs = rows[rows["comparison"] == "key_projection"].groupby(["src_len", "tgt_len"])
+    for (src, tgt), pair in pairs:  # every measured length, with its own ratio
+        side = pair.set_index("implementation")["tokens_per_s"]
+        ratio = side["keys_once"] / side["keys_per_step"]
+        assert f"{ratio:.2f}x with {src:.0f} source and {tgt:.0f} target tokens" in text
     full_model = section.tables[-1]
     assert full_model["caption"].startswith("Full model")
     assert "keys_per_step" in full_model["html"] and "greedy_decode" in full_model["html"]
@@ -135,10 +138,14 @@ def test_full_model_rows_become_dashboard_metrics():
     model_rows = rows[~rows["mode"].isin(["forward", "backward"])]
     metrics = full_model_metrics(rows.to_dict("records"))
     assert len([k for k in metrics if k.endswith("/tokens_per_s")]) == len(model_rows)  # unique
-    pair = model_rows[model_rows["comparison"] == "key_projection"].set_index("implementation")
-    once = "bench/model/key_projection/additive/keys_once"
-    assert metrics[f"{once}/speedup"] == pytest.approx(pair.loc["keys_once", "speedup"])
-    assert metrics[f"{once}/tokens_per_s"] == pytest.approx(pair.loc["keys_once", "tokens_per_s"])
-    assert "bench/model/key_projection/additive/keys_per_step/speedup" not in metrics
-    assert "bench/model/greedy_decode/scaled_dot/keys_once/tokens_per_s" in metrics
+    pairs = model_rows[model_rows["comparison"] == "key_projection"]
+    for (src, tgt), pair in pairs.groupby(["src_len", "tgt_len"]):
+        pair = pair.set_index("implementation")
+        once = f"bench/model/key_projection/additive/keys_once/src{src:.0f}_tgt{tgt:.0f}"
+        assert metrics[f"{once}/speedup"] == pytest.approx(pair.loc["keys_once", "speedup"])
+        assert metrics[f"{once}/tokens_per_s"] == pytest.approx(
+            pair.loc["keys_once", "tokens_per_s"]
+        )
+    assert not [k for k in metrics if "keys_per_step" in k and k.endswith("/speedup")]
+    assert "bench/model/greedy_decode/scaled_dot/keys_once/src40_tgt20/tokens_per_s" in metrics
     assert full_model_metrics([]) == {}

@@ -94,23 +94,27 @@ def model_frame(rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
 
 
 def key_projection_summary(rows: list[dict[str, Any]] | pd.DataFrame) -> str | None:
-    """One sentence on what computing the key projection once saves, or None without it."""
+    """One sentence on what computing the key projection once saves, per measured source and
+    target length, or None without it."""
     frame = model_frame(rows)
     if frame.empty or "comparison" not in frame:
         return None
     pair = frame[(frame["comparison"] == "key_projection") & (frame["status"] == OK)]
-    once = pair[pair["implementation"] == "keys_once"]
-    per_step = pair[pair["implementation"] == "keys_per_step"]
-    if once.empty or per_step.empty:
+    cells = []
+    for (src, tgt), both in pair.groupby(["src_len", "tgt_len"], sort=False):
+        side = both.set_index("implementation")["tokens_per_s"]
+        if {"keys_once", "keys_per_step"} <= set(side.index):
+            once, per_step = side["keys_once"], side["keys_per_step"]
+            cells.append(f"{once / per_step:.2f}x with {src:.0f} source and {tgt:.0f} target "
+                         f"tokens ({once:,.0f} vs {per_step:,.0f})")  # fmt: skip
+    if not cells:
         return None
-    a, b = once.iloc[0], per_step.iloc[0]
+    a = pair.iloc[0]
     return (
         f"Training step of the {a['variant']}-attention model ({a['decoder'].title()} decoder, "
-        f"batch {a['batch']}, "
-        f"{a['src_len']:.0f} source and {a['tgt_len']:.0f} target tokens, hidden {a['dim']}): "
-        f"{a['tokens_per_s']:,.0f} {a['throughput_unit']} with the key projection computed "
-        f"once per source, {b['tokens_per_s']:,.0f} when recomputed at every decoder step "
-        f"(what tutorial code does): {a['tokens_per_s'] / b['tokens_per_s']:.2f}x."
+        f"batch {a['batch']}, hidden {a['dim']}), {a['throughput_unit']} with the key "
+        "projection computed once per source vs recomputed at every decoder step (what "
+        f"tutorial code does): {'; '.join(cells)}."
     )
 
 
