@@ -2,10 +2,11 @@
 
     python reports/benchmarks/cpu/decoder_loop_bounds.py [--repeats 9] [--rounds 3]
 
-The benchmark's once-step (B=16, S=80, T=20, hidden = A = 512, GRU Bahdanau decoder) spends
-most of its decoder time on per-step weight gradients (each of T steps writes a whole
-weight-sized gradient from a 16-row matmul and sums it into the weight's) and on the additive
-score's (B, 1, S, A) elementwise passes. Two measurements, same weights and batch:
+The benchmark's once-step at its 80 / 20 key-projection cell (B=16, S=80, T=20, hidden = A =
+512, GRU Bahdanau decoder) spends most of its decoder time on per-step weight gradients
+(each of T steps writes a whole weight-sized gradient from a 16-row matmul and sums it into
+the weight's) and on the additive score's (B, 1, S, A) elementwise passes. Two measurements,
+same weights and batch:
 
 1. Whole training steps, keys once and keys per step, each as trained and with the decoder
    RNN's weight gradients gathered over all steps into one matmul (what cuDNN's RNN backward

@@ -3,13 +3,14 @@
     python reports/benchmarks/cpu/key_projection_breakdown.py [--repeats 9] [--profile]
         [--tgt-lengths 10,20,40,80]
 
-The benchmark's `key_projection` comparison (B=16, S=80, T=20, hidden = A = 512, vocab 8000,
-Bahdanau decoder, Adam) times a whole training step with U_a h_j computed once per source
-and at every target step. This script times the parts of the once-step separately (encoder,
-decoder loop with attention, generator + loss, Adam fused as training runs it and PyTorch's
-default for comparison) and the key projection alone (forward and backward of U_a over the
-(B*S, H) annotations), so the ratio can be predicted:
-per-step / once = (once + (T - 1) * key projection) / once. Medians over interleaved repeats.
+The benchmark's `key_projection` comparison at its 80 / 20 cell (B=16, S=80, T=20, hidden =
+A = 512, vocab 8000, Bahdanau decoder, Adam; the cell where it saves least) times a whole
+training step with U_a h_j computed once per source and at every target step. This script
+times the parts of the once-step separately (encoder, decoder loop with attention, generator
++ loss, Adam fused as training runs it and PyTorch's default for comparison) and the key
+projection alone (forward and backward of U_a over the (B*S, H) annotations), so the ratio
+can be predicted: per-step / once = (once + (T - 1) * key projection) / once. Medians over
+interleaved repeats.
 
 Each part's matmul FLOPs (forward and backward, PyTorch's `FlopCounterMode`, counted in a
 separate untimed call) give its GFLOP/s: the ratio is bounded by how fast the once-step's
