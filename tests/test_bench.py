@@ -162,6 +162,8 @@ def test_cpu_targets_use_the_measured_values():
         *[{"mode": "train_step", "implementation": "keys_once", "comparison": "key_projection",
            "status": "ok", "dim": 512, "batch": 16, "src_len": s, "tgt_len": t, "speedup": x}
           for s, t, x in ((64, 64, 2.5), (128, 128, 1.9), (80, 20, 1.6))],
+        {"mode": "train_step", "implementation": "keys_once", "comparison": "key_projection",
+         "status": "out of memory", "dim": 512, "batch": 16, "src_len": 256, "tgt_len": 256},
     ]  # fmt: skip
     evaluated = evaluate(rows, FAKE_LIMITS, "cpu")
     targets = {t.name.split(":")[0]: t for t in evaluated}
@@ -175,6 +177,7 @@ def test_cpu_targets_use_the_measured_values():
     assert [(t.name.split("S=T=")[1], t.measured, t.passed) for t in key_projection] == [
         ("64, B=16)", "2.50x", True),
         ("128, B=16)", "1.90x", False),
+        ("256, B=16)", "not measured: out of memory", None),
     ]
     without = evaluate(rows[:4], FAKE_LIMITS, "cpu")
     assert [t.passed for t in without if "key projection" in t.name] == [None]
