@@ -121,7 +121,7 @@ def _key_projection(frame: pd.DataFrame) -> list[Target]:
     T_q = T_k), a failed cell 'not measured'; cells with a shorter target are reported in the
     full-model table only."""
     base = "training step, key projection once >= 2x tokens/s of per-step recomputation (H=512"
-    needed = {"comparison", "implementation", "dim", "src_len", "tgt_len", "status"}
+    needed = {"comparison", "implementation", "dim", "batch", "src_len", "tgt_len", "status"}
     if frame.empty or not needed <= set(frame):
         return [Target(f"{base}, S=T)", ">= 2.0x", "not measured", None)]
     cells = frame[(frame["comparison"] == "key_projection")
