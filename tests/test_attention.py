@@ -125,6 +125,27 @@ def test_gradients_reach_every_parameter_and_stay_finite(name, heads, attn_dim):
     assert torch.all(query.grad[1] == 0)  # the all-padding row does not depend on its query
 
 
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize(("name", "heads", "attn_dim"), CASES)
+def test_gradients_match_finite_differences(name, heads, attn_dim, need_weights):
+    """Autograd's gradients of the context, w.r.t. every input and parameter, against central
+    differences in float64, with ragged and all-padding rows: the formula tests check the
+    forward pass only, and a rewritten score (e.g. another product for v_a) must keep both."""
+    att = make(name, heads, attn_dim)
+    query, keys, values, mask = random_inputs(seed=5)
+    names = [pname for pname, _ in att.named_parameters()]
+
+    def context(q, k, v, *params):
+        options = {"key_padding_mask": mask, "need_weights": need_weights}
+        weights = dict(zip(names, params, strict=True))
+        out, _ = torch.func.functional_call(att, weights, (q, k, v), options)
+        return out
+
+    inputs = [t.detach().clone().requires_grad_() for t in (query, keys, values)]
+    inputs += [p.detach().clone().requires_grad_() for p in att.parameters()]
+    assert torch.autograd.gradcheck(context, inputs, eps=1e-6, atol=1e-7, fast_mode=True)
+
+
 @pytest.mark.parametrize("masked", [True, False])
 @pytest.mark.parametrize(("name", "heads", "attn_dim"), CASES)
 def test_without_weights_the_formula_and_its_gradients_hold(name, heads, attn_dim, masked):

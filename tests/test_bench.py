@@ -220,10 +220,18 @@ BLOCKED = "pydantic", "mlflow", "prefect", "optuna"
 def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
     """The GPU machine has none of them: import and run `python -m attnbench.bench` with them
     blocked, and check its files."""
+    # the full-model cells shrunk in place (same count): the rows are what is checked here,
+    # and at the real sizes (hidden 512, up to 128 tokens) they took ~40 s on a slow host
+    shrink = (
+        "import attnbench.bench.full_model as fm\n"
+        "fm.MODEL_CELLS[:] = [('additive', 2, 6, 5, 16), ('scaled_dot', 2, 6, 5, 16)]\n"
+        "fm.KEY_PROJECTION_CELLS[:] = [(2, 6, 6), (2, 8, 8), (2, 8, 4)]\n"
+    )
     script = (
         "import sys, runpy\n"
         f"for name in {BLOCKED!r}:\n    sys.modules[name] = None\n"
-        f"sys.argv = ['attnbench.bench', '--device', 'cpu', '--out', {str(tmp_path)!r},\n"
+        + shrink
+        + f"sys.argv = ['attnbench.bench', '--device', 'cpu', '--out', {str(tmp_path)!r},\n"
         "    '--lengths', '16', '--dims', '8', '--implementations', 'chunked,sdpa',\n"
         "    '--modes', 'forward,model', '--isolation', 'inline', '--cell-seconds', '0.05',\n"
         "    '--repeats', '1', '--comparison-repeats', '1']\n"
@@ -300,7 +308,8 @@ def test_the_plain_implementations_stay_plain(monkeypatch, name, family):
     ("script", "expected"),
     [
         ("key_projection_breakdown.py --profile --tgt-lengths 3", "| T | keys once ms"),
-        ("training_step_changes.py", "readout once:"),
+        ("training_step_changes.py --parts 1,2,3", "readout once:"),
+        ("training_step_changes.py --parts 4 --cells 2x6x5", "| B=2 S=6 T=5 | per step |"),
         ("cpu_kernel_threshold.py", "| B | T_q | T_k | a |"),
         ("decoder_loop_bounds.py --rounds 1", "ratio gathered"),
     ],

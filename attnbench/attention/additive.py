@@ -22,6 +22,7 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention.base import Attention, merge_heads, split_heads
@@ -130,14 +131,27 @@ class AdditiveAttention(Attention):
         heads = self.num_heads
         q = split_heads(self.query_proj(query), heads).unsqueeze(3)  # (B, H, T_q, 1, a)
         k = split_heads(prepared_keys, heads).unsqueeze(2)  # (B, H, 1, T_k, a)
-        v = self.v.weight.view(heads, 1, self.attn_dim // heads, 1)  # (H, 1, a, 1)
         t_k = k.shape[3]
         step = t_k if self.chunk_size is None else self.chunk_size
         chunks = [
-            torch.matmul(torch.tanh(q + k[:, :, :, start : start + step]), v).squeeze(-1)
+            self._v_dot(torch.tanh(q + k[:, :, :, start : start + step]))
             for start in range(0, t_k, step)
         ]  # each (B, H, T_q, c)
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=-1)
+
+    def _v_dot(self, hidden: Tensor) -> Tensor:
+        """hidden (B, H, T_q, c, a) -> v_a^T hidden per head, (B, H, T_q, c).
+
+        One head: one matrix-vector product over all B*T_q*c rows. A matmul with a (a, 1)
+        weight broadcast over (B, H, T_q) runs as B*H*T_q tiny batched products instead: a
+        decoder step's whole attention call (B=16, T_k=64-128, a=512) took 1.14-1.38x as long
+        that way on CPU, forward + backward (reports/benchmarks/README.md). Several heads keep
+        the batched product: each has its own slice of v.
+        """
+        if self.num_heads == 1:
+            return F.linear(hidden, self.v.weight).squeeze(-1)
+        v = self.v.weight.view(self.num_heads, 1, self.attn_dim // self.num_heads, 1)
+        return torch.matmul(hidden, v).squeeze(-1)  # v: (H, 1, a, 1)
 
     def forward(
         self,

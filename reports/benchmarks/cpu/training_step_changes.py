@@ -1,6 +1,7 @@
 """Side-by-side timings behind the training-step changes in ../README.md.
 
-    python reports/benchmarks/cpu/training_step_changes.py [--repeats 11]
+    python reports/benchmarks/cpu/training_step_changes.py [--repeats 11] [--parts 1,2,3,4]
+        [--cells 16x64x64,16x80x20]
 
 1. The encoder's bidirectional RNN, forward + backward, on a batch without padding: packed
    (what `Encoder` did for every batch) vs dense (what it does now when no sentence is padded).
@@ -11,6 +12,9 @@
    benchmark's model; Luong with an LSTM and input feeding, the `multi30k` preset's): every
    step through the nn.GRU/nn.LSTM module (as before) vs through torch.{gru,lstm}_cell with
    the module's weights (`AttentiveDecoder._rnn_step`, now). Same weights, same batch.
+4. A training step of the benchmark's key-projection model (additive, hidden 512), keys once
+   and per step: the score's v_a product as a matmul broadcast over (B, H, T_q) (as before)
+   vs one matrix-vector product over all rows (`AdditiveAttention._v_dot`, now).
 (Fused vs default Adam: `key_projection_breakdown.py`.) Medians over interleaved repeats,
 the order reversed every other round.
 """
@@ -25,9 +29,12 @@ from collections.abc import Callable
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from attnbench.attention import AdditiveAttention
+from attnbench.bench.full_model import KEY_PROJECTION_CELLS
 from attnbench.bench.model_modes import (
     build_bench_model,
     median_ms,
+    per_step_copy,
     random_batch,
     train_step_fn,
 )
@@ -59,30 +66,65 @@ def rnn_fns(batch: int, length: int, emb: int, units: int, kind: str) -> dict[st
     return {"packed": packed, "dense": dense}
 
 
+def batched_v_dot(self: AdditiveAttention, hidden: torch.Tensor) -> torch.Tensor:
+    """The score's v_a product as it was: a (H, 1, a, 1) weight broadcast over (B, H, T_q)."""
+    v = self.v.weight.view(self.num_heads, 1, self.attn_dim // self.num_heads, 1)
+    return torch.matmul(hidden, v).squeeze(-1)
+
+
+def with_batched_v_dot(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` (same weights) whose additive attention uses `batched_v_dot`."""
+    old = copy.deepcopy(model)
+    for module in old.modules():
+        if isinstance(module, AdditiveAttention):
+            module._v_dot = types.MethodType(batched_v_dot, module)
+    return old
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--parts", default="1,2,3,4", help="which of the parts above to run")
+    default_cells = ",".join("x".join(map(str, cell)) for cell in KEY_PROJECTION_CELLS)
+    parser.add_argument("--cells", default=default_cells, help="part 4's BxSxT shapes")
     args = parser.parse_args()
+    parts = {int(p) for p in args.parts.split(",")}
     torch.manual_seed(0)
     print(f"{torch.get_num_threads()} threads, median of {args.repeats}\n")
+    if 1 in parts:
+        rnn_table(args.repeats)
+    data = random_batch(16, 80, 20, 8000, "cpu")
+    if 2 in parts:
+        readout_table(data, args.repeats)
+    if 3 in parts:
+        cell_table(data, args.repeats)
+    if 4 in parts:
+        cells = [tuple(int(n) for n in cell.split("x")) for cell in args.cells.split(",")]
+        v_dot_table(cells, args.repeats)
+
+
+def rnn_table(repeats: int) -> None:
     print("| bi-RNN, fwd+bwd | packed ms | dense ms | speed-up |\n|---|---|---|---|")
     for shape in RNN_SHAPES:
-        ms = median_ms(rnn_fns(*shape), args.repeats)
+        ms = median_ms(rnn_fns(*shape), repeats)
         b, s, e, u, kind = shape
         print(f"| {kind} B={b} S={s} E={e} {u}x2 | {ms['packed']:.1f} | {ms['dense']:.1f} "
               f"| {ms['packed'] / ms['dense']:.2f}x |")  # fmt: skip
 
+
+def readout_table(data: tuple, repeats: int) -> None:
     new = build_bench_model("additive", 512, 8000).train()
     old = copy.deepcopy(new)
     old.decoder.forward = types.MethodType(AttentiveDecoder.forward, old.decoder)
-    data = random_batch(16, 80, 20, 8000, "cpu")
     ms = median_ms({"readout per step": train_step_fn(old, data),
-                      "readout once": train_step_fn(new, data)}, args.repeats)  # fmt: skip
+                      "readout once": train_step_fn(new, data)}, repeats)  # fmt: skip
     print("\n| training step, B=16 S=80 T=20 hidden 512 | ms |\n|---|---|")
     for name, value in ms.items():
         print(f"| {name} | {value:.1f} |")
     print(f"\nreadout once: {ms['readout per step'] / ms['readout once']:.3f}x")
 
+
+def cell_table(data: tuple, repeats: int) -> None:
     print("\n| training step, B=16 S=80 T=20 hidden 512 | RNN module per step ms | cell ms "
           "| speed-up |\n|---|---|---|---|")  # fmt: skip
     for rnn, decoder, feeding in (("gru", "bahdanau", False), ("lstm", "luong", True)):
@@ -93,10 +135,47 @@ def main() -> None:
         module = copy.deepcopy(cells)
         module.decoder._run_rnn = module.decoder._rnn_sequence  # every step through nn.GRU/LSTM
         ms = median_ms({"module": train_step_fn(module, data),
-                          "cell": train_step_fn(cells, data)}, args.repeats)  # fmt: skip
+                          "cell": train_step_fn(cells, data)}, repeats)  # fmt: skip
         name = f"{decoder}, {rnn.upper()}{', input feeding' if feeding else ''}"
         print(f"| {name} | {ms['module']:.1f} | {ms['cell']:.1f} | "
               f"{ms['module'] / ms['cell']:.2f}x |")  # fmt: skip
+
+
+def attention_step_fn(attention: AdditiveAttention, batch: int, src: int) -> Callable:
+    """One decoder step's attention call (one query, prepared keys), forward + backward."""
+    gen = torch.Generator().manual_seed(0)
+    query = torch.randn(batch, 1, attention.query_dim, generator=gen, requires_grad=True)
+    keys = torch.randn(batch, src, attention.key_dim, generator=gen, requires_grad=True)
+    with torch.no_grad():  # the decoder projects the keys once per batch, not per step
+        prepared = attention.prepare_keys(keys).requires_grad_()
+
+    def step() -> None:
+        context, _ = attention(query, keys, keys, prepared_keys=prepared)
+        context.sum().backward()
+
+    return step
+
+
+def v_dot_table(cells: list[tuple[int, ...]], repeats: int) -> None:
+    """Both sides of the key-projection comparison, at its cells, with either v_a product."""
+    print("\n| attention call, one query, a=512, fwd+bwd | batched v ms | one product ms "
+          "| speed-up |\n|---|---|---|---|")  # fmt: skip
+    for batch, src, _ in cells:
+        attention = AdditiveAttention(512, 512)
+        ms = median_ms({"batched": attention_step_fn(with_batched_v_dot(attention), batch, src),
+                        "one": attention_step_fn(attention, batch, src)}, repeats)  # fmt: skip
+        print(f"| B={batch} S={src} | {ms['batched']:.2f} | {ms['one']:.2f} | "
+              f"{ms['batched'] / ms['one']:.2f}x |")  # fmt: skip
+    print("\n| training step, additive, hidden 512 | keys | batched v ms | one product ms "
+          "| speed-up |\n|---|---|---|---|---|")  # fmt: skip
+    for batch, src, tgt in cells:
+        data = random_batch(batch, src, tgt, 8000, "cpu")
+        once = build_bench_model("additive", 512, 8000).train()
+        for keys, model in (("once", once), ("per step", per_step_copy(once))):
+            ms = median_ms({"batched": train_step_fn(with_batched_v_dot(model), data),
+                            "one": train_step_fn(model, data)}, repeats)  # fmt: skip
+            print(f"| B={batch} S={src} T={tgt} | {keys} | {ms['batched']:.1f} | "
+                  f"{ms['one']:.1f} | {ms['batched'] / ms['one']:.2f}x |")  # fmt: skip
 
 
 if __name__ == "__main__":
