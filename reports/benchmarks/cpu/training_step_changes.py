@@ -12,9 +12,10 @@
    benchmark's model; Luong with an LSTM and input feeding, the `multi30k` preset's): every
    step through the nn.GRU/nn.LSTM module (as before) vs through torch.{gru,lstm}_cell with
    the module's weights (`AttentiveDecoder._rnn_step`, now). Same weights, same batch.
-4. A training step of the benchmark's key-projection model (additive, hidden 512), keys once
-   and per step: the score's v_a product as a matmul broadcast over (B, H, T_q) (as before)
-   vs one matrix-vector product over all rows (`AdditiveAttention._v_dot`, now).
+4. The additive score's v_a product as a matmul broadcast over (B, H, T_q) (as before) vs one
+   matrix-vector product over all rows (`AdditiveAttention._v_dot`, now): a decoder step's
+   attention call alone (one query, keys prepared once), then training steps of the
+   benchmark's key-projection model (hidden 512), keys once and per step, at `--cells`.
 (Fused vs default Adam: `key_projection_breakdown.py`.) Medians over interleaved repeats,
 the order reversed every other round.
 """
@@ -84,11 +85,13 @@ def with_batched_v_dot(model: torch.nn.Module) -> torch.nn.Module:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--parts", default="1,2,3,4", help="which of the parts above to run")
+    parser.add_argument("--parts", type=parts_arg, default="1,2,3,4",
+                        help="which of the parts above to run")  # fmt: skip
     default_cells = ",".join("x".join(map(str, cell)) for cell in KEY_PROJECTION_CELLS)
-    parser.add_argument("--cells", default=default_cells, help="part 4's BxSxT shapes")
+    parser.add_argument("--cells", type=cells_arg, default=default_cells,
+                        help="part 4's BxSxT shapes")  # fmt: skip
     args = parser.parse_args()
-    parts = {int(p) for p in args.parts.split(",")}
+    parts = args.parts
     torch.manual_seed(0)
     print(f"{torch.get_num_threads()} threads, median of {args.repeats}\n")
     if 1 in parts:
@@ -99,8 +102,23 @@ def main() -> None:
     if 3 in parts:
         cell_table(data, args.repeats)
     if 4 in parts:
-        cells = [tuple(int(n) for n in cell.split("x")) for cell in args.cells.split(",")]
-        v_dot_table(cells, args.repeats)
+        v_dot_table(args.cells, args.repeats)
+
+
+def parts_arg(text: str) -> set[int]:
+    """'1,4' -> {1, 4}; argparse turns the ValueError into a usage line and exit code 2."""
+    parts = {int(p) for p in text.split(",")}
+    if not parts <= {1, 2, 3, 4}:
+        raise ValueError(text)
+    return parts
+
+
+def cells_arg(text: str) -> list[tuple[int, int, int]]:
+    """'16x64x64,16x80x20' -> [(16, 64, 64), (16, 80, 20)], each a positive BxSxT."""
+    cells = [tuple(int(n) for n in cell.split("x")) for cell in text.split(",")]
+    if any(len(cell) != 3 or min(cell) <= 0 for cell in cells):
+        raise ValueError(text)
+    return cells
 
 
 def rnn_table(repeats: int) -> None:
@@ -156,7 +174,7 @@ def attention_step_fn(attention: AdditiveAttention, batch: int, src: int) -> Cal
     return step
 
 
-def v_dot_table(cells: list[tuple[int, ...]], repeats: int) -> None:
+def v_dot_table(cells: list[tuple[int, int, int]], repeats: int) -> None:
     """Both sides of the key-projection comparison, at its cells, with either v_a product."""
     print("\n| attention call, one query, a=512, fwd+bwd | batched v ms | one product ms "
           "| speed-up |\n|---|---|---|---|")  # fmt: skip
