@@ -81,6 +81,15 @@ def test_a_child_process_measures_peak_rss():
     assert row["peak_memory_mb"] >= 16 and row["total_peak_memory_mb"] > row["peak_memory_mb"]
 
 
+def test_a_child_past_its_timeout_is_killed_and_the_row_says_so():
+    import multiprocessing
+
+    cell = Cell("forward", "materialised", 1024, 1, 1, 64, "float32", "cpu")
+    row = run_cell_in_child(cell, warmup=1, repeats=1000, max_seconds=60.0, timeout_s=0.5)
+    assert row["status"] == "timeout after 0 s" and row["implementation"] == "materialised"
+    assert not multiprocessing.active_children()  # killed and reaped, nothing left running
+
+
 def _register(monkeypatch, name, build, family="additive"):
     impl = Implementation(name, family, build, frozenset({"cpu"}))
     monkeypatch.setitem(REGISTRY, name, impl)

@@ -1,18 +1,19 @@
 """One grid cell: build the inputs, time the implementation, measure its peak memory.
 
-On CUDA a cell runs in the benchmark's own process. On the CPU it runs in a fresh child
-(`python -m attnbench.bench.cell '<cell json>'`, which prints the row as JSON) so that its peak
-RSS belongs to that configuration alone; the child caps its address space so that running out
-of memory is an allocation error, recorded in the row, rather than the OOM killer.
+On CUDA a cell runs in the benchmark's own process. On the CPU it runs in a child process of
+its own so that its peak RSS belongs to that configuration alone; the child caps its address
+space so that running out of memory is an allocation error, recorded in the row, rather than
+the OOM killer. Children are forked from a multiprocessing forkserver that imported torch and
+this module once: a fresh interpreter per cell spent ~1.5 s (3-4 s on a slower host) importing
+torch, more than most cells take to time.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+import ctypes
+import multiprocessing
 from dataclasses import replace
+from multiprocessing.context import ForkServerContext
 from typing import Any
 
 import torch
@@ -117,40 +118,78 @@ def run_cell(
     return row
 
 
+#: glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_FORKSERVER: list[ForkServerContext] = []
+
+
+def _child_context() -> ForkServerContext:
+    """The forkserver the CPU cells are forked from, started on first use."""
+    if not _FORKSERVER:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        _FORKSERVER.append(context)
+    return _FORKSERVER[0]
+
+
+def _fix_malloc_thresholds() -> None:
+    """A fixed mmap threshold: glibc otherwise raises it after the first large free and keeps
+    later tensors in its heap, so warm-up memory would stay resident and hide the peak.
+    (What MALLOC_MMAP_THRESHOLD_ does at start-up; a forked child sets it with mallopt.)"""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 65536)
+        libc.mallopt(_M_TRIM_THRESHOLD, 131072)
+    except (OSError, AttributeError):  # not glibc: its default thresholds
+        pass
+
+
+def _child(send: Any, fields: dict[str, Any], warmup: int, repeats: int, seconds: float) -> None:
+    _fix_malloc_thresholds()
+    memory.cap_address_space()
+    cell = Cell(**{k: v for k, v in fields.items() if k != "family"})
+    try:
+        row = run_cell(cell, warmup, repeats, seconds, rss=True)
+    except BaseException as exc:  # anything run_cell does not record: the parent says what
+        row = {**fields, "status": f"error: in the child: {type(exc).__name__}: {exc}"[:300]}
+    send.send(row)
+    send.close()
+
+
 def run_cell_in_child(
     cell: Cell, warmup: int, repeats: int, max_seconds: float, timeout_s: float
 ) -> dict[str, Any]:
-    """Run one CPU cell in a fresh `python -m attnbench.bench.cell` process; its row back."""
-    payload = json.dumps(
-        {"cell": cell.to_dict(), "warmup": warmup, "repeats": repeats, "max_seconds": max_seconds}
+    """Run one CPU cell in a child process of its own (forked, see the module's docstring);
+    its row back. A child killed by the kernel (SIGKILL: the OOM killer) is 'out of memory'."""
+    context = _child_context()
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_child,
+        args=(send, cell.to_dict(), warmup, repeats, max_seconds),
+        name=f"attnbench-cell-{cell.implementation}-{cell.length}",
+        daemon=True,
     )
-    cmd = [sys.executable, "-m", "attnbench.bench.cell", payload]
-    # a fixed mmap threshold: glibc otherwise raises it after the first large free and keeps
-    # later tensors in its heap, so warm-up memory would stay resident and hide the peak
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
+    child.start()
+    send.close()  # the child holds the only writer: its exit ends the pipe
+    row: dict[str, Any] | None = None
+    timed_out = False
     try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, check=False, env=env
-        )
-    except subprocess.TimeoutExpired:
+        if receive.poll(timeout_s):
+            row = receive.recv()
+        else:
+            timed_out = True
+    except EOFError:  # the child died before it sent a row
+        pass
+    finally:
+        receive.close()
+        child.join(timeout=0 if timed_out else 30)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if row is not None:
+        return row
+    if timed_out:
         return {**cell.to_dict(), "status": f"timeout after {timeout_s:.0f} s"}
-    lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
-        return json.loads(lines[-1])
-    if done.returncode == -9:
+    if child.exitcode == -9:
         return {**cell.to_dict(), "status": "out of memory (child killed)"}
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-    return {**cell.to_dict(), "status": f"error: child exited {done.returncode}: {tail}"}
-
-
-def main(argv: list[str]) -> int:
-    spec = json.loads(argv[0])
-    fields = {k: v for k, v in spec["cell"].items() if k != "family"}
-    memory.cap_address_space()
-    row = run_cell(Cell(**fields), spec["warmup"], spec["repeats"], spec["max_seconds"], rss=True)
-    print(json.dumps(row))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    return {**cell.to_dict(), "status": f"error: child exited {child.exitcode} without a row"}

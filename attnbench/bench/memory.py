@@ -1,11 +1,12 @@
 """Peak memory of one cell, measured honestly on each device.
 
 CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus what was
-allocated before (the inputs). CPU: the cell runs in a fresh child process; after warm-up it
-resets the kernel's peak-RSS mark (`/proc/self/clear_refs` <- 5, Linux >= 4.0) and reads
-`VmHWM` after the timed calls, so the peak is that of the timed calls alone, not of imports or
-torch.compile. Where the mark cannot be reset, `ru_maxrss` (peak since the process started)
-is the fallback and the row says so.
+allocated before (the inputs). CPU: the cell runs in a child process of its own
+(`cell.run_cell_in_child`); after warm-up it resets the kernel's peak-RSS mark
+(`/proc/self/clear_refs` <- 5, Linux >= 4.0) and reads `VmHWM` after the timed calls, so the
+peak is that of the timed calls alone, not of imports, torch.compile or the memory the child
+shares with the process it was forked from. Where the mark cannot be reset, `ru_maxrss` (peak
+since the process started) is the fallback and the row says so.
 """
 
 from __future__ import annotations
