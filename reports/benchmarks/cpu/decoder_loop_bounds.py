@@ -1,6 +1,7 @@
 """How far decoder-side changes move the key-projection ratio in ../README.md.
 
     python reports/benchmarks/cpu/decoder_loop_bounds.py [--repeats 9] [--rounds 3]
+        [--batch 16 --src-len 80 --tgt-len 20 --hidden 512 --vocab 8000]
 
 The benchmark's once-step at its 80 / 20 key-projection cell (B=16, S=80, T=20, hidden = A =
 512, GRU Bahdanau decoder) spends most of its decoder time on per-step weight gradients
@@ -30,6 +31,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+from step_shape import add_shape_arguments, shape_from
 from torch import Tensor
 
 from attnbench.bench.model_modes import (
@@ -43,8 +45,6 @@ from attnbench.bench.model_modes import (
 )
 from attnbench.models import Seq2Seq
 from attnbench.models.decoder import AttentiveDecoder, DecoderState, Memory
-
-BATCH, SRC, TGT, HIDDEN, VOCAB = 16, 80, 20, 512, 8000
 
 
 class _GatheredWeightGrad(torch.autograd.Function):
@@ -136,10 +136,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--rounds", type=int, default=3)
+    add_shape_arguments(parser)
     args = parser.parse_args()
+    shape = shape_from(args)
     torch.manual_seed(0)
-    data = random_batch(BATCH, SRC, TGT, VOCAB, "cpu")
-    model = build_bench_model("additive", HIDDEN, VOCAB).train()
+    data = random_batch(shape.batch, shape.src_len, shape.tgt_len, shape.vocab, "cpu")
+    model = build_bench_model("additive", shape.hidden, shape.vocab).train()
     per_step = per_step_copy(model)
     steps = {
         "keys once": train_step_fn(model, data),
@@ -149,9 +151,9 @@ def main() -> None:
     }
     loops = {
         "additive": decoder_loop_fn(model, data),
-        "dot": decoder_loop_fn(build_bench_model("dot", HIDDEN, VOCAB).train(), data),
+        "dot": decoder_loop_fn(build_bench_model("dot", shape.hidden, shape.vocab).train(), data),
     }
-    print(f"B={BATCH}, S={SRC}, T={TGT}, hidden=A={HIDDEN}, vocab={VOCAB}, "
+    print(f"{shape}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats} per round")  # fmt: skip
     error = gradient_error(model, gathered_copy(model), data)
     print(f"gathered vs module gradients: largest difference {error:.1e} of each tensor's "

@@ -1,7 +1,7 @@
 """Where a training step's time goes, to explain the key-projection ratio in ../README.md.
 
     python reports/benchmarks/cpu/key_projection_breakdown.py [--repeats 9] [--profile]
-        [--tgt-lengths 10,20,40,80]
+        [--tgt-lengths 10,20,40,80] [--batch 16 --src-len 80 --tgt-len 20 --hidden 512]
 
 The benchmark's `key_projection` comparison at its 80 / 20 cell (B=16, S=80, T=20, hidden =
 A = 512, vocab 8000, Bahdanau decoder, Adam; the cell where it saves least) times a whole
@@ -17,7 +17,8 @@ separate untimed call) give its GFLOP/s: the ratio is bounded by how fast the on
 small matmuls run, not by how much work the per-step path adds. `--profile` also prints the
 decoder loop's costliest operators (`torch.profiler`, per input shape). `--tgt-lengths` also
 times both steps at other target lengths (same B, S, model): the per-step path's extra work
-grows with T while the encoder and Adam do not, so the ratio rises with T.
+grows with T while the encoder and Adam do not, so the ratio rises with T. The shape options
+default to the benchmark's cell; the test suite runs the script on a tiny one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from step_shape import add_shape_arguments, shape_from
 from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench.bench.model_modes import (
@@ -38,8 +40,6 @@ from attnbench.bench.model_modes import (
     train_step_fn,
 )
 from attnbench.optim import adam
-
-BATCH, SRC, TGT, HIDDEN, VOCAB = 16, 80, 20, 512, 8000
 
 
 def gflop(fn: Callable[[], object]) -> float:
@@ -75,13 +75,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--profile", action="store_true", help="profile the decoder loop too")
     parser.add_argument("--tgt-lengths", default="", help="also the ratio at these T, e.g. 10,40")
+    add_shape_arguments(parser)
     args = parser.parse_args()
+    shape = shape_from(args)
+    batch, src, tgt, hidden, vocab = (shape.batch, shape.src_len, shape.tgt_len, shape.hidden,
+                                      shape.vocab)  # fmt: skip
     torch.manual_seed(0)
-    model = build_bench_model("additive", HIDDEN, VOCAB).train()
-    data = random_batch(BATCH, SRC, TGT, VOCAB, "cpu")
+    model = build_bench_model("additive", hidden, vocab).train()
+    data = random_batch(batch, src, tgt, vocab, "cpu")
     with torch.no_grad():
         annotations, _ = model.encoder(data["src"], data["src_lengths"])
-    pre = torch.randn(BATCH * TGT, HIDDEN, requires_grad=True)
+    pre = torch.randn(batch * tgt, hidden, requires_grad=True)
     optimizer = adam(model.parameters(), lr=1e-4)  # fused, as training runs it
     unfused = torch.optim.Adam(model.parameters(), lr=1e-4)  # PyTorch's default on CPU
     for p in model.parameters():
@@ -112,7 +116,7 @@ def main() -> None:
         "training step, keys per step": train_step_fn(per_step_copy(model), data),
     }
     ms = median_ms(parts, args.repeats)  # in turns, the order reversed every other round
-    print(f"B={BATCH}, S={SRC}, T={TGT}, hidden=A={HIDDEN}, vocab={VOCAB}, "
+    print(f"{shape}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")  # fmt: skip
     if args.profile:
         print_profile(decoder_loop, calls=4)
@@ -123,10 +127,10 @@ def main() -> None:
         print(f"| {name} | {value:.1f} | {work[name]:.2f} | {rate} |")
     once, per_step = ms["training step, keys once"], ms["training step, keys per step"]
     key = ms["key projection U_a h_j (fwd+bwd), one"]
-    predicted = (once + (TGT - 1) * key) / once
+    predicted = (once + (tgt - 1) * key) / once
     print(f"\nmeasured per-step / once: {per_step / once:.2f}x; predicted from the parts "
-          f"(once + {TGT - 1} x key projection) / once: {predicted:.2f}x")  # fmt: skip
-    needed = (TGT - 1) * key
+          f"(once + {tgt - 1} x key projection) / once: {predicted:.2f}x")  # fmt: skip
+    needed = (tgt - 1) * key
     print(f"2x would need the once-step at or below {needed:.0f} ms ((T - 1) x key "
           f"projection), i.e. {once / needed:.2f}x faster than now")  # fmt: skip
     once_work = work["training step, keys once"]
@@ -138,15 +142,18 @@ def main() -> None:
           f" ms plus its other work")  # fmt: skip
     if args.tgt_lengths:
         lengths = [int(t) for t in args.tgt_lengths.split(",")]
-        print_ratio_by_length(model, lengths, key, args.repeats)
+        print_ratio_by_length(model, (batch, src, vocab), lengths, key, args.repeats)
 
 
-def print_ratio_by_length(model, lengths: list[int], key_ms: float, repeats: int) -> None:
+def print_ratio_by_length(
+    model, batch_src_vocab: tuple[int, int, int], lengths: list[int], key_ms: float, repeats: int
+) -> None:
     """Both training steps at each target length T, side by side; key_ms from the parts."""
+    batch, src, vocab = batch_src_vocab
     twin = per_step_copy(model)
     print("\n| T | keys once ms | keys per step ms | ratio | predicted |\n|---|---|---|---|---|")
     for length in lengths:
-        data = random_batch(BATCH, SRC, length, VOCAB, "cpu")
+        data = random_batch(batch, src, length, vocab, "cpu")
         ms = median_ms({"once": train_step_fn(model, data),
                         "per step": train_step_fn(twin, data)}, repeats)  # fmt: skip
         once, per_step = ms["once"], ms["per step"]

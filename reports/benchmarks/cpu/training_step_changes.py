@@ -1,7 +1,7 @@
 """Side-by-side timings behind the training-step changes in ../README.md.
 
     python reports/benchmarks/cpu/training_step_changes.py [--repeats 11] [--parts 1,2,3,4]
-        [--cells 16x64x64,16x80x20]
+        [--cells 16x64x64,16x80x20] [--batch 16 --src-len 80 --tgt-len 20 --hidden 512]
 
 1. The encoder's bidirectional RNN, forward + backward, on a batch without padding: packed
    (what `Encoder` did for every batch) vs dense (what it does now when no sentence is padded).
@@ -16,6 +16,7 @@
    matrix-vector product over all rows (`AdditiveAttention._v_dot`, now): a decoder step's
    attention call alone (one query, keys prepared once), then training steps of the
    benchmark's key-projection model (hidden 512), keys once and per step, at `--cells`.
+Parts 2-4 take the model's size from the shape options (parts 2 and 3 also the batch).
 (Fused vs default Adam: `key_projection_breakdown.py`.) Medians over interleaved repeats,
 the order reversed every other round.
 """
@@ -28,6 +29,7 @@ import types
 from collections.abc import Callable
 
 import torch
+from step_shape import StepShape, add_shape_arguments, shape_from
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnbench.attention import AdditiveAttention
@@ -90,19 +92,20 @@ def main() -> None:
     default_cells = ",".join("x".join(map(str, cell)) for cell in KEY_PROJECTION_CELLS)
     parser.add_argument("--cells", type=cells_arg, default=default_cells,
                         help="part 4's BxSxT shapes")  # fmt: skip
+    add_shape_arguments(parser)
     args = parser.parse_args()
-    parts = args.parts
+    parts, shape = args.parts, shape_from(args)
     torch.manual_seed(0)
     print(f"{torch.get_num_threads()} threads, median of {args.repeats}\n")
     if 1 in parts:
         rnn_table(args.repeats)
-    data = random_batch(16, 80, 20, 8000, "cpu")
+    data = random_batch(shape.batch, shape.src_len, shape.tgt_len, shape.vocab, "cpu")
     if 2 in parts:
-        readout_table(data, args.repeats)
+        readout_table(data, shape, args.repeats)
     if 3 in parts:
-        cell_table(data, args.repeats)
+        cell_table(data, shape, args.repeats)
     if 4 in parts:
-        v_dot_table(args.cells, args.repeats)
+        v_dot_table(args.cells, shape, args.repeats)
 
 
 def parts_arg(text: str) -> set[int]:
@@ -130,26 +133,27 @@ def rnn_table(repeats: int) -> None:
               f"| {ms['packed'] / ms['dense']:.2f}x |")  # fmt: skip
 
 
-def readout_table(data: tuple, repeats: int) -> None:
-    new = build_bench_model("additive", 512, 8000).train()
+def readout_table(data: tuple, shape: StepShape, repeats: int) -> None:
+    new = build_bench_model("additive", shape.hidden, shape.vocab).train()
     old = copy.deepcopy(new)
     old.decoder.forward = types.MethodType(AttentiveDecoder.forward, old.decoder)
     ms = median_ms({"readout per step": train_step_fn(old, data),
                       "readout once": train_step_fn(new, data)}, repeats)  # fmt: skip
-    print("\n| training step, B=16 S=80 T=20 hidden 512 | ms |\n|---|---|")
+    print(f"\n| training step, {shape} | ms |\n|---|---|")
     for name, value in ms.items():
         print(f"| {name} | {value:.1f} |")
     print(f"\nreadout once: {ms['readout per step'] / ms['readout once']:.3f}x")
 
 
-def cell_table(data: tuple, repeats: int) -> None:
-    print("\n| training step, B=16 S=80 T=20 hidden 512 | RNN module per step ms | cell ms "
+def cell_table(data: tuple, shape: StepShape, repeats: int) -> None:
+    print(f"\n| training step, {shape} | RNN module per step ms | cell ms "
           "| speed-up |\n|---|---|---|---|")  # fmt: skip
     for rnn, decoder, feeding in (("gru", "bahdanau", False), ("lstm", "luong", True)):
         cfg = ModelConfig(attention="additive", decoder=decoder, rnn=rnn, input_feeding=feeding,
-                          emb_dim=256, hidden_dim=512, dropout=0.0)  # fmt: skip
+                          emb_dim=shape.hidden // 2, hidden_dim=shape.hidden,
+                          dropout=0.0)  # fmt: skip
         torch.manual_seed(0)
-        cells = build_model(cfg, 8000, 8000).train()
+        cells = build_model(cfg, shape.vocab, shape.vocab).train()
         module = copy.deepcopy(cells)
         module.decoder._run_rnn = module.decoder._rnn_sequence  # every step through nn.GRU/LSTM
         ms = median_ms({"module": train_step_fn(module, data),
@@ -174,21 +178,21 @@ def attention_step_fn(attention: AdditiveAttention, batch: int, src: int) -> Cal
     return step
 
 
-def v_dot_table(cells: list[tuple[int, int, int]], repeats: int) -> None:
+def v_dot_table(cells: list[tuple[int, int, int]], shape: StepShape, repeats: int) -> None:
     """Both sides of the key-projection comparison, at its cells, with either v_a product."""
-    print("\n| attention call, one query, a=512, fwd+bwd | batched v ms | one product ms "
-          "| speed-up |\n|---|---|---|---|")  # fmt: skip
+    print(f"\n| attention call, one query, a={shape.hidden}, fwd+bwd | batched v ms "
+          "| one product ms | speed-up |\n|---|---|---|---|")  # fmt: skip
     for batch, src, _ in cells:
-        attention = AdditiveAttention(512, 512)
+        attention = AdditiveAttention(shape.hidden, shape.hidden)
         ms = median_ms({"batched": attention_step_fn(with_batched_v_dot(attention), batch, src),
                         "one": attention_step_fn(attention, batch, src)}, repeats)  # fmt: skip
         print(f"| B={batch} S={src} | {ms['batched']:.2f} | {ms['one']:.2f} | "
               f"{ms['batched'] / ms['one']:.2f}x |")  # fmt: skip
-    print("\n| training step, additive, hidden 512 | keys | batched v ms | one product ms "
-          "| speed-up |\n|---|---|---|---|---|")  # fmt: skip
+    print(f"\n| training step, additive, hidden {shape.hidden} | keys | batched v ms "
+          "| one product ms | speed-up |\n|---|---|---|---|---|")  # fmt: skip
     for batch, src, tgt in cells:
-        data = random_batch(batch, src, tgt, 8000, "cpu")
-        once = build_bench_model("additive", 512, 8000).train()
+        data = random_batch(batch, src, tgt, shape.vocab, "cpu")
+        once = build_bench_model("additive", shape.hidden, shape.vocab).train()
         for keys, model in (("once", once), ("per step", per_step_copy(once))):
             ms = median_ms({"batched": train_step_fn(with_batched_v_dot(model), data),
                             "one": train_step_fn(model, data)}, repeats)  # fmt: skip
