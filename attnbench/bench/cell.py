@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 from dataclasses import replace
-from multiprocessing.context import ForkServerContext
+from multiprocessing.context import BaseContext
 from typing import Any
 
 import torch
@@ -120,16 +120,20 @@ def run_cell(
 
 #: glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_FORKSERVER: list[ForkServerContext] = []
+_CONTEXT: list[BaseContext] = []
 
 
-def _child_context() -> ForkServerContext:
-    """The forkserver the CPU cells are forked from, started on first use."""
-    if not _FORKSERVER:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        _FORKSERVER.append(context)
-    return _FORKSERVER[0]
+def _child_context() -> BaseContext:
+    """The forkserver the CPU cells are forked from (started on first use); where there is
+    none (Windows), fresh interpreters as before."""
+    if not _CONTEXT:
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+        else:
+            context = multiprocessing.get_context("spawn")
+        _CONTEXT.append(context)
+    return _CONTEXT[0]
 
 
 def _fix_malloc_thresholds() -> None:
