@@ -5,12 +5,14 @@ User mistakes (`UserError`) print one line on stderr and exit with code 2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -189,8 +191,16 @@ def _preflight(config: Path | None, preset: str | None, set_: list[str] | None, 
     return cfg
 
 
-def _import_flows():
-    """The flows live beside the package (flows/); import them from the working tree or install."""
+@contextlib.contextmanager
+def _flows() -> Iterator[None]:
+    """Import the flows (they live beside the package, flows/) and run them with this
+    process's Prefect settings.
+
+    Without PREFECT_API_URL the flows run on Prefect's ephemeral server, which stops with this
+    process, so nothing could ever read a flow run's heartbeats (a server uses them to mark
+    crashed runs); yet each flow run's heartbeat thread held up its end by ~1 s (it sleeps in
+    1 s steps and is joined), seven flow runs in `attnbench run`. There they are off; against
+    a server they stay on."""
     try:
         import flows.benchmark  # noqa: F401
     except ModuleNotFoundError as exc:
@@ -200,6 +210,17 @@ def _import_flows():
             "the Prefect flows are not importable; run from the attnbench checkout or install it "
             "with `pip install -e .[orchestration]`"
         ) from exc
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    if get_current_settings().api.url:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 def _echo_outcome(parent: str, report: str, workdir: Path) -> None:
@@ -225,15 +246,15 @@ def run(
     --parallel applies to the final models (variants x seeds).
     """
     _preflight(config, preset, set_, workdir)
-    _import_flows()
-    from flows.benchmark import benchmark_flow
+    with _flows():
+        from flows.benchmark import benchmark_flow
 
-    out = benchmark_flow(
-        **_flow_kwargs(config, preset, set_),
-        workdir=str(workdir),
-        reports_dir=str(reports_dir),
-        parallel=parallel,
-    )
+        out = benchmark_flow(
+            **_flow_kwargs(config, preset, set_),
+            workdir=str(workdir),
+            reports_dir=str(reports_dir),
+            parallel=parallel,
+        )
     _echo_outcome(out["parent_run_id"], out["report"], workdir)
 
 
@@ -258,15 +279,15 @@ def sweep(
     preset = preset or ("britz-sweep" if config is None else None)
     sweep_cells(load_config(config, preset, list(set_ or [])))  # no attn_dims: one clear line
     _preflight(config, preset, set_, workdir)
-    _import_flows()
-    from flows.sweep import sweep_flow
+    with _flows():
+        from flows.sweep import sweep_flow
 
-    out = sweep_flow(
-        **_flow_kwargs(config, preset, set_),
-        workdir=str(workdir),
-        reports_dir=str(reports_dir),
-        parallel=parallel,
-    )
+        out = sweep_flow(
+            **_flow_kwargs(config, preset, set_),
+            workdir=str(workdir),
+            reports_dir=str(reports_dir),
+            parallel=parallel,
+        )
     _echo_outcome(f"{out['parent_run_id']} ({out['cells']} cells)", out["report"], workdir)
 
 
@@ -274,10 +295,10 @@ def sweep(
 def prepare(config: ConfigOpt = None, preset: PresetOpt = None, set_: SetOpt = None) -> None:
     """Load the benchmark's datasets and train their tokenizers (cached) as a Prefect flow."""
     _preflight(config, preset, set_, Path("attnbench-runs"))
-    _import_flows()
-    from flows.prepare import prepare_flow
+    with _flows():
+        from flows.prepare import prepare_flow
 
-    prepare_flow(**_flow_kwargs(config, preset, set_))
+        prepare_flow(**_flow_kwargs(config, preset, set_))
 
 
 @app.command()
@@ -292,10 +313,10 @@ def tune(
     Point tune.storage at PostgreSQL and start this on several machines to share the studies.
     """
     _preflight(config, preset, set_, workdir)
-    _import_flows()
-    from flows.tune import tune_flow
+    with _flows():
+        from flows.tune import tune_flow
 
-    tune_flow(**_flow_kwargs(config, preset, set_), workdir=str(workdir))
+        tune_flow(**_flow_kwargs(config, preset, set_), workdir=str(workdir))
 
 
 @app.command()
@@ -349,10 +370,10 @@ def bench(
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda, but torch sees no CUDA GPU; use --device cpu")
-    _import_flows()
-    from flows.bench import bench_flow
+    with _flows():
+        from flows.bench import bench_flow
 
-    bench_flow(**_flow_kwargs(config, preset, overrides), workdir=str(workdir))
+        bench_flow(**_flow_kwargs(config, preset, overrides), workdir=str(workdir))
 
 
 @app.command()

@@ -121,3 +121,22 @@ def test_a_command_stopped_by_sigterm_leaves_no_mlflow_run_running(tmp_path, mon
     assert code == 128 + signal.SIGTERM
     run = tracker.client.get_run(started[0])
     assert run.info.status == "FAILED" and run.data.tags["error"] == "terminated by SIGTERM"
+
+
+def test_flow_run_heartbeats_are_off_only_on_the_ephemeral_server(monkeypatch):
+    """Nothing outlives Prefect's ephemeral server to read them (and each cost ~1 s per flow
+    run); a real server uses them to mark crashed runs, so there they stay on."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    default = PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value()
+    assert default is not None  # Prefect's default: on
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), cli._flows():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}), cli._flows():
+        assert get_current_settings().flows.heartbeat_frequency == default
+    assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == default  # restored after the command
