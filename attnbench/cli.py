@@ -197,7 +197,7 @@ def _flows() -> Iterator[None]:
     process's Prefect settings.
 
     Without PREFECT_API_URL the flows run on Prefect's ephemeral server, which stops with this
-    process, so nothing could ever read a flow run's heartbeats (a server uses them to mark
+    process, so nothing could ever read a flow run's heartbeats (a server can use them to mark
     crashed runs); yet each flow run's heartbeat thread held up its end by ~1 s (it sleeps in
     1 s steps and is joined), seven flow runs in `attnbench run`. There they are off; against
     a server they stay on."""
