@@ -194,13 +194,7 @@ def _preflight(config: Path | None, preset: str | None, set_: list[str] | None, 
 @contextlib.contextmanager
 def _flows() -> Iterator[None]:
     """Import the flows (they live beside the package, flows/) and run them with this
-    process's Prefect settings.
-
-    Without PREFECT_API_URL the flows run on Prefect's ephemeral server, which stops with this
-    process, so nothing could ever read a flow run's heartbeats (a server can use them to mark
-    crashed runs); yet each flow run's heartbeat thread held up its end by ~1 s (it sleeps in
-    1 s steps and is joined), seven flow runs in `attnbench run`. There they are off; against
-    a server they stay on."""
+    process's Prefect settings (`flows._common.process_settings`)."""
     try:
         import flows.benchmark  # noqa: F401
     except ModuleNotFoundError as exc:
@@ -210,16 +204,9 @@ def _flows() -> Iterator[None]:
             "the Prefect flows are not importable; run from the attnbench checkout or install it "
             "with `pip install -e .[orchestration]`"
         ) from exc
-    from prefect.settings import (
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        get_current_settings,
-        temporary_settings,
-    )
+    from flows._common import process_settings
 
-    if get_current_settings().api.url:
-        yield
-        return
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with process_settings():
         yield
 
 

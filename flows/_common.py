@@ -21,6 +21,29 @@ for _key, _value in TELEMETRY_OFF.items():
 DEFAULT_WORKDIR = "attnbench-runs"
 
 
+@contextmanager
+def process_settings() -> Iterator[None]:
+    """Prefect's settings for flows run from this process (`attnbench <command>`,
+    `python -m flows.<name>`).
+
+    Without PREFECT_API_URL the flows run on Prefect's ephemeral server, which stops with this
+    process, so nothing could ever read a flow run's heartbeats (a server can use them to mark
+    crashed runs); yet each flow run's heartbeat thread held up its end by ~1 s (it sleeps in
+    1 s steps and is joined), seven flow runs in `attnbench run`. There they are off; against
+    a server they stay on."""
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    if get_current_settings().api.url:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 def resolve_config(
     preset: str | None = None, config: str | None = None, overrides: list[str] | None = None
 ) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from attnbench.errors import UserError
+from flows._common import process_settings
 
 
 def flow_main(flow: Any) -> None:
@@ -43,7 +44,8 @@ def flow_main(flow: Any) -> None:
         )
         sys.exit(2)
     try:
-        flow(**kwargs)
+        with process_settings():
+            flow(**kwargs)
     except UserError as exc:
         print(f"attnbench: error: {exc}", file=sys.stderr)
         sys.exit(2)
