@@ -343,6 +343,14 @@ def test_the_committed_measurement_scripts_still_run(script, expected):
     assert expected in done.stdout and "|---|" in done.stdout
 
 
+def test_a_bad_training_step_shape_is_one_usage_line_and_exit_2():
+    path = Path(__file__).resolve().parents[1] / "reports/benchmarks/cpu/decoder_loop_bounds.py"
+    done = subprocess.run([sys.executable, str(path), "--hidden", "0"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "argument --hidden: invalid positive value: '0'" in done.stderr.splitlines()[-1]
+
+
 def test_limits_are_measured_before_and_after_the_cells(fast_limits):
     result = tiny(["chunked"], lengths=(16,), modes=("forward",))
     assert [r["when"] for r in result.limits] == ["start", "start", "end", "end"]

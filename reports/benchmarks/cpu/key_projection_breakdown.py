@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import astuple
 
 import torch
 import torch.nn.functional as F
-from step_shape import add_shape_arguments, shape_from
+from step_shape import StepShape, add_shape_arguments, shape_from
 from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench.bench.model_modes import (
@@ -78,8 +79,7 @@ def main() -> None:
     add_shape_arguments(parser)
     args = parser.parse_args()
     shape = shape_from(args)
-    batch, src, tgt, hidden, vocab = (shape.batch, shape.src_len, shape.tgt_len, shape.hidden,
-                                      shape.vocab)  # fmt: skip
+    batch, src, tgt, hidden, vocab = astuple(shape)
     torch.manual_seed(0)
     model = build_bench_model("additive", hidden, vocab).train()
     data = random_batch(batch, src, tgt, vocab, "cpu")
@@ -142,18 +142,18 @@ def main() -> None:
           f" ms plus its other work")  # fmt: skip
     if args.tgt_lengths:
         lengths = [int(t) for t in args.tgt_lengths.split(",")]
-        print_ratio_by_length(model, (batch, src, vocab), lengths, key, args.repeats)
+        print_ratio_by_length(model, shape, lengths, key, args.repeats)
 
 
 def print_ratio_by_length(
-    model, batch_src_vocab: tuple[int, int, int], lengths: list[int], key_ms: float, repeats: int
+    model, shape: StepShape, lengths: list[int], key_ms: float, repeats: int
 ) -> None:
-    """Both training steps at each target length T, side by side; key_ms from the parts."""
-    batch, src, vocab = batch_src_vocab
+    """Both training steps at each target length T (shape's B, S and vocab), side by side;
+    key_ms from the parts."""
     twin = per_step_copy(model)
     print("\n| T | keys once ms | keys per step ms | ratio | predicted |\n|---|---|---|---|---|")
     for length in lengths:
-        data = random_batch(batch, src, length, vocab, "cpu")
+        data = random_batch(shape.batch, shape.src_len, length, shape.vocab, "cpu")
         ms = median_ms({"once": train_step_fn(model, data),
                         "per step": train_step_fn(twin, data)}, repeats)  # fmt: skip
         once, per_step = ms["once"], ms["per step"]
