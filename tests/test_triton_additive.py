@@ -280,7 +280,8 @@ def test_module_through_the_fused_kernel_matches_its_reference_path(heads):
 
 
 def test_the_gpu_scripts_say_so_without_cuda(monkeypatch, capsys):
-    """gpu_check and kernel_versions (the device session's commands): one line, exit 2."""
+    """gpu_check, kernel_versions and dispatch_rule (the device session's commands): one
+    line, exit 2."""
     import importlib.util
     from pathlib import Path
 
@@ -299,6 +300,11 @@ def test_the_gpu_scripts_say_so_without_cuda(monkeypatch, capsys):
         versions.main(["--old", "no-such-kernel.py"])
     assert exit_info.value.code == 2
     assert "--old no-such-kernel.py: no such file" in capsys.readouterr().err
+    rule = load_kernel_file(str(path.with_name("dispatch_rule.py")))
+    assert rule.main([]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "CUDA and Triton are not both available: this check needs a GPU"
+    )
     old = load_kernel_file(ta.__file__)  # an earlier kernel file loads beside the current one
     assert old is not ta and callable(old.fused_additive_attention)
 

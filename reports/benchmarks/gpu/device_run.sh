@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks of one lent-GPU session, in one call (see ../README.md):
-# correctness + block sweep of the fused kernel, the old-vs-new kernel comparison, the
-# benchmark grid. Everything lands in $OUT (logs, and results.tgz with the benchmark folder).
+# correctness and times of the fused kernel (SWEEP=1: other blocks too), whether the dispatch
+# rule picks the faster path, the old-vs-new kernel comparison, the benchmark grid.
+# Everything lands in $OUT (logs, and results.tgz with the benchmark folder and JSON files).
 #   OUT=/tmp/gpu-out bash reports/benchmarks/gpu/device_run.sh [OLD_KERNEL.py]
 set -u
 OUT=${OUT:-/tmp/attnbench-gpu}
@@ -9,14 +10,18 @@ OLD=${1:-}
 LENGTHS=${LENGTHS:-1024,4096,16384}
 MODES=${MODES:-forward,backward,model}
 BENCH_SECONDS=${BENCH_SECONDS:-200}
+SWEEP=${SWEEP:-0}
+SWEEP_FLAG=$([ "$SWEEP" = 1 ] && echo --sweep)
 mkdir -p "$OUT/gpu"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true
 PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-timeout 120 "$PY" -m attnbench.attention.kernels.gpu_check --sweep --lengths ${LENGTHS//,/ } --json "$OUT/gpu_check.json" \
+timeout $((SWEEP ? 240 : 120)) "$PY" -m attnbench.attention.kernels.gpu_check $SWEEP_FLAG --lengths ${LENGTHS//,/ } --json "$OUT/gpu_check.json" \
     > "$OUT/gpu_check.log" 2>&1
 echo "gpu_check exit $?"; grep -E "FAIL|correctness:|T= *[0-9]+ " "$OUT/gpu_check.log" | cut -c1-150
+timeout 180 "$PY" reports/benchmarks/gpu/dispatch_rule.py --json "$OUT/dispatch_rule.json" > "$OUT/dispatch_rule.md" 2>&1
+echo "dispatch_rule exit $?"; cat "$OUT/dispatch_rule.md"
 if [ -n "$OLD" ]; then
     timeout 60 "$PY" reports/benchmarks/gpu/kernel_versions.py --old "$OLD" --lengths ${LENGTHS//,/ } > "$OUT/versions.md" 2>&1
     echo "kernel_versions exit $?"; cat "$OUT/versions.md"
@@ -24,6 +29,6 @@ fi
 timeout $((BENCH_SECONDS + 60)) "$PY" -m attnbench.bench --device cuda --out "$OUT/gpu" --lengths "${BENCH_LENGTHS:-$LENGTHS}" \
     --modes "$MODES" --max-seconds "$BENCH_SECONDS" > "$OUT/bench.log" 2>&1
 echo "bench exit $?"
-tar czf "$OUT/results.tgz" -C "$OUT" gpu gpu_check.json 2>/dev/null && rm -rf "$OUT/gpu" "$OUT/gpu_check.json"
+(cd "$OUT" && tar czf results.tgz gpu $(ls *.json 2>/dev/null) && rm -rf gpu ./*.json)
 sed -n "/forward: tokens/,/^#* *Notes/p" "$OUT/bench.log" | grep -v "^$" | cut -c1-230
 nvidia-smi --query-gpu=clocks.sm,temperature.gpu --format=csv,noheader
