@@ -247,6 +247,9 @@ F32, BF16 = torch.float32, torch.bfloat16
     [
         ("cuda", {BF16, F32}, True, 256, 2**26, 16, "cuda"),  # AMP training, 2**30 tanh: fused
         ("cuda", {F32}, True, 64, 2**17, 32, None),  # a float32 step at 2**22: reference (0.44x)
+        ("cuda", {F32}, True, 512, 2**26, 32, None),  # float32 training at 2**31: lost 0.24x
+        ("cuda", {F32}, True, 512, 2**28, 32, "cuda"),  # 2**33: reference tensors of 32 GiB
+        ("cuda", {BF16}, True, 512, 2**24, 32, None),  # 16-bit training below 2**30
         ("cuda", {F32}, False, 64, 2**20, 64, "cuda"),  # inference at 2**26: fused
         ("cuda", {F32}, False, 64, 2**20, 32, None),  # inference below 2**26: reference
         ("cuda", {F32}, True, 1, 2**30, 1, None),  # a decoder step: 31/32 of the tile wasted
@@ -327,3 +330,39 @@ def test_the_tanh_loop_reading_needs_no_gpu_and_sees_fma_contraction():
 
     fused, unfused = per_tanh(), per_tanh("--no-fp-fusion")
     assert 3.0 <= fused < unfused
+
+
+@pytest.mark.parametrize(
+    ("blocks", "block_dv", "backward", "expected"),
+    [
+        ((128, 64), 64, True, (128, 64)),  # the default backward fits (112 KB)
+        ((128, 64), 256, True, (64, 64)),  # 352 KB -> 208 KB: what the H200 refused at launch
+        ((128, 64), 1024, True, (16, 16)),
+        ((32, 32), 1024, False, (32, 32)),  # the forward stages less
+        ((128, 64), 2048, True, None),  # not even 16 x 16: the dispatch takes the reference
+    ],
+)
+def test_default_blocks_shrink_to_the_gpus_shared_memory(blocks, block_dv, backward, expected):
+    limit = 232448  # H100 / H200: 227 KB per program
+    assert ta.fit_blocks(*blocks, block_dv, backward, limit) == expected
+    if expected:
+        assert ta.shared_memory_bytes(*expected, block_dv, backward) <= limit
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kernel", "blocks", "dv"), [("bwd", (64, 64, 8, 4), 256), ("fwd", (32, 32, 8, 4), 512)]
+)
+def test_the_shared_memory_formula_is_the_compilers(kernel, blocks, dv):
+    """`shared_memory_bytes` against Triton's own sm_90 compile (no GPU needed)."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "reports/benchmarks/gpu/sass_loop.py"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compiled, not run
+    flags = ["--kernel", kernel, "--blocks", *map(str, blocks), "--dv", str(dv)]
+    done = subprocess.run([sys.executable, str(script), *flags], capture_output=True,
+                          text=True, env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    shared = int(re.search(r"(\d+) bytes of shared memory", done.stdout).group(1))
+    assert shared == ta.shared_memory_bytes(*blocks[:2], dv, kernel == "bwd")

@@ -39,14 +39,20 @@ CPU_KERNEL_MIN_WORK = 2**18
 #: queries (the default block), so a decoder step (T_q = 1) would waste 31/32 of the kernel's
 #: tanh, and the (B, T_q, T_k, a) tensor it avoids is small there anyway
 CUDA_KERNEL_MIN_QUERIES = 32
-#: ... and only from this many tanh per call (B*H*T_q*T_k*a), without / with a gradient.
-#: Measured on an H200 (reports/benchmarks/README.md, GPU section): below 2**26 the kernel's
-#: fixed cost (layout copies, ~10 launches) exceeds the whole reference call; forward only, at
-#: 2**26 it was 1.1x (float32, exact tanh) to 2.2x (16-bit) faster and at 2**30 9x. With a
-#: backward it was 0.30x / 0.77x at 2**26 and 1.03x / 2.7x at 2**30, and a float32 training
-#: step at 2**25 per call ran 0.44x: its backward is weaker than the reference's matmuls
-#: until the (B, H, T_q, T_k, a) tensor itself is the problem
-CUDA_KERNEL_MIN_WORK = {False: 2**26, True: 2**30}
+#: ... and only from this many tanh per call (B*H*T_q*T_k*a), keyed by (gradient needed,
+#: float32 inputs). Float32 inputs run the kernel's precise mode, 16-bit ones (AMP) its
+#: tanh.approx. Measured on an H200 (reports/benchmarks/README.md, GPU section): forward
+#: only, the kernel's fixed cost (~0.5-0.7 ms of layout copies and launches) loses below
+#: ~2**26-2**28 and it wins 3-9x from 2**29. With a gradient, 16-bit: 2.7x at 2**30 (B=H=1,
+#: a=64) and 5x at 2**33 (the benchmark's T=4096). Float32 with a gradient: 0.13-0.24x the
+#: reference at every size measured up to 2**31 (B=32, a=256), so there the kernel is kept
+#: for calls whose reference tensors, 4 * 2**33 bytes each, would not fit beside the model
+CUDA_KERNEL_MIN_WORK = {
+    (False, False): 2**26,
+    (False, True): 2**26,
+    (True, False): 2**30,
+    (True, True): 2**33,
+}
 
 
 def _cpu_kernel():
@@ -87,7 +93,8 @@ def fused_path(
     if device == "cuda":
         work = tanh_per_row_and_head * rows_and_heads
         usable = dtypes <= set(_CUDA_DTYPES) and queries >= CUDA_KERNEL_MIN_QUERIES
-        return "cuda" if usable and work >= CUDA_KERNEL_MIN_WORK[needs_grad] else None
+        threshold = CUDA_KERNEL_MIN_WORK[needs_grad, dtypes <= {torch.float32}]
+        return "cuda" if usable and work >= threshold else None
     if device != "cpu" or len(dtypes) != 1 or not dtypes <= set(_CPU_DTYPES):
         return None
     if needs_grad:
@@ -185,7 +192,13 @@ class AdditiveAttention(Attention):
             * (self.attn_dim // self.num_heads),
             rows_and_heads=query.shape[0] * self.num_heads,
         )  # fmt: skip
-        return {"cuda": _cuda_kernel, "cpu": _cpu_kernel}[path]() if path else None
+        kernel = {"cuda": _cuda_kernel, "cpu": _cpu_kernel}[path]() if path else None
+        if path == "cuda" and kernel is not None:
+            from attnbench.attention.kernels.triton_additive import value_dim_fits
+
+            if not value_dim_fits(values.shape[-1] // self.num_heads, values.device):
+                return None  # too many values per head for the GPU's shared memory
+        return kernel
 
     def _fused_context(
         self,

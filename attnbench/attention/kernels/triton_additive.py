@@ -25,6 +25,7 @@ cannot run inline PTX, so it always uses the exact tanh formula.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -311,6 +312,65 @@ def _combine_splits(out_parts: Tensor, lse_parts: Tensor) -> tuple[Tensor, Tenso
     return (weights.unsqueeze(-1) * out_parts).sum(dim=0), lse
 
 
+def shared_memory_bytes(block_m: int, block_n: int, block_dv: int, backward: bool) -> int:
+    """Shared memory one program of the forward (or backward) kernel takes: its dots' staged
+    operands, 4 bytes each. Equal to `metadata.shared` of Triton's sm_90 compile in TF32 mode
+    for every block and value size checked (tests/test_triton_additive.py); the precise (IEEE)
+    mode takes less. The backward stages the dO tile twice, V and P."""
+    if backward:
+        return 4 * (2 * block_m * block_dv + block_n * block_dv + block_m * block_n)
+    return 4 * (block_n * block_dv + block_m * block_n)
+
+
+def fit_blocks(
+    block_m: int, block_n: int, block_dv: int, backward: bool, limit: int
+) -> tuple[int, int] | None:
+    """(BLOCK_M, BLOCK_N) halved, queries first, until a program's shared memory fits `limit`
+    bytes; None when even 16 x 16 does not. A (128 x 64) backward with 256 values per head
+    needs 352 KB, past the H100/H200's 227 KB (Triton refused it at launch on an H200)."""
+    while shared_memory_bytes(block_m, block_n, block_dv, backward) > limit:
+        if block_m > 16:
+            block_m //= 2
+        elif block_n > 16:
+            block_n //= 2
+        else:
+            return None
+    return block_m, block_n
+
+
+def _fitted(block_m: int, block_n: int, block_dv: int, backward: bool, limit: int):
+    fitted = fit_blocks(block_m, block_n, block_dv, backward, limit)
+    if fitted is None:
+        raise ValueError(
+            f"{block_dv} values per head (padded) need more shared memory than this GPU's "
+            f"{limit} bytes even in 16 x 16 blocks; use more heads, or the reference path "
+            "(AdditiveAttention with need_weights=True)"
+        )
+    return fitted
+
+
+def shared_memory_limit(device: torch.device) -> int:
+    """Bytes of shared memory a program may take on `device`: what Triton's launcher checks."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _shared_memory_limit(index)
+
+
+@functools.cache
+def _shared_memory_limit(index: int) -> int:
+    from triton.runtime import driver
+
+    return int(driver.active.utils.get_device_properties(index)["max_shared_mem"])
+
+
+def value_dim_fits(dv: int, device: torch.device) -> bool:
+    """Whether both kernels can run with `dv` values per head on `device` (at 16 x 16 blocks
+    at worst); the dispatch takes the reference path where they cannot."""
+    if device.type != "cuda" or INTERPRETED:
+        return True
+    limit = shared_memory_limit(device)
+    return all(fit_blocks(16, 16, _block_dv(dv), bwd, limit) for bwd in (False, True))
+
+
 def _block_dv(dv: int) -> int:
     """tl.dot needs every dimension >= 16 on a GPU; dv is padded to a power of two >= 16."""
     return max(16, triton.next_power_of_2(dv))
@@ -494,10 +554,17 @@ def fused_additive_attention(
     """
     _check_inputs(query_proj, key_proj, v_weight, values, key_padding_mask)
     on_gpu = query_proj.device.type == "cuda"
+    default_forward, default_backward = block_m is None and block_n is None, not backward_blocks
     block_m = block_m or (32 if on_gpu else 16)
     block_n = block_n or (32 if on_gpu else 16)
     block_a = block_a or (8 if on_gpu else 4)
     bwd_m, bwd_n = backward_blocks or ((128, 64) if on_gpu else (block_m, block_n))
+    if on_gpu and not INTERPRETED:  # default blocks shrink to fit the GPU; given ones do not
+        limit, block_dv = shared_memory_limit(query_proj.device), _block_dv(values.shape[-1])
+        if default_forward:
+            block_m, block_n = _fitted(block_m, block_n, block_dv, False, limit)
+        if default_backward:
+            bwd_m, bwd_n = _fitted(bwd_m, bwd_n, block_dv, True, limit)
     num_warps_backward = num_warps_backward or (4 if on_gpu else 1)
     sizes = (("block_m", block_m), ("block_n", block_n), ("backward_blocks", bwd_m))
     for name, size in (*sizes, ("backward_blocks", bwd_n)):

@@ -1,11 +1,14 @@
 """Does the CUDA dispatch rule pick the faster path? Kernel vs reference, as the models call it.
 
     python reports/benchmarks/gpu/dispatch_rule.py [--lengths 32 64 128 256 512]
-        [--batch 32] [--attn-dim 256] [--json FILE]
+        [--batch 32] [--attn-dim 256] [--precision float32|bfloat16|both]
+        [--mode fwd|fwd+bwd|both] [--json FILE]
 
 `attention.additive.CUDA_KERNEL_MIN_WORK` sends an `AdditiveAttention` call with
-`need_weights=False` to the fused Triton kernel from 2**26 tanh per call without a gradient
-and from 2**30 with one. Those thresholds were read off kernel-only timings at B=H=1, a=64.
+`need_weights=False` to the fused Triton kernel from a number of tanh per call that depends
+on whether a gradient is needed and on the inputs' precision. The first thresholds were read
+off kernel-only timings at B=H=1, a=64; this script's first run (2026-11-27) set the float32
+training one.
 This times the module itself (projections, head split and merge included) at the models'
 shape (B=32, one head, a=256, T_q = T_k, the last eighth of every key row padding) with the
 kernel forced and with the reference path forced, alternating in ROUNDS rounds (medians of
@@ -30,15 +33,15 @@ from attnbench.attention import additive
 from attnbench.attention.additive import AdditiveAttention
 
 ROUNDS = 3
-#: thresholds that force one path (the rule compares the call's tanh count against them)
-FORCE = {"kernel": {False: 0, True: 0}, "reference": {False: 2**62, True: 2**62}}
+#: the threshold that forces one path (the rule compares the call's tanh count against it)
+FORCE = {"kernel": 0, "reference": 2**62}
 
 
 @contextlib.contextmanager
 def forced(path: str) -> Iterator[None]:
     """Every call in the block takes `path` ("kernel" or "reference"), whatever its size."""
     saved = additive.CUDA_KERNEL_MIN_WORK
-    additive.CUDA_KERNEL_MIN_WORK = FORCE[path]
+    additive.CUDA_KERNEL_MIN_WORK = dict.fromkeys(saved, FORCE[path])
     try:
         yield
     finally:
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128, 256, 512])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--attn-dim", type=int, default=256, help="a = query = key dim")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "both"), default="both")
+    parser.add_argument("--mode", choices=("fwd", "fwd+bwd", "both"), default="both")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if min([*args.lengths, args.batch, args.attn_dim]) < 1:
@@ -164,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{torch.cuda.get_device_name()}; rule: kernel from {additive.CUDA_KERNEL_MIN_WORK}")
     rows = []
-    for bf16 in (False, True):
-        for grad in (False, True):
+    precisions = {"float32": [False], "bfloat16": [True], "both": [False, True]}
+    modes = {"fwd": [False], "fwd+bwd": [True], "both": [False, True]}
+    for bf16 in precisions[args.precision]:
+        for grad in modes[args.mode]:
             for length in args.lengths:
                 rows.append(measure(args.batch, length, args.attn_dim, bf16, grad))
                 print(table(rows[-1:]).splitlines()[2], flush=True)

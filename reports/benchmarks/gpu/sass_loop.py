@@ -1,14 +1,14 @@
 """Instruction mix of the fused kernel's tanh loop on sm_90, read without a GPU.
 
     python reports/benchmarks/gpu/sass_loop.py [--kernel fwd|bwd] [--blocks 32 32 8 4]
-        [--no-fp-fusion] [--kernel-file PATH]
+        [--no-fp-fusion] [--dv 64] [--kernel-file PATH]
 
 Compiles `_fwd_kernel` (or `_bwd_kernel`) of attnbench's Triton kernel, or of an earlier copy
 of `triton_additive.py` (`--kernel-file`), for an H100/H200 (`GPUTarget("cuda", 90, 32)`)
 with the ptxas that ships in Triton's wheel, disassembles it with Triton's `cuobjdump`, and
-prints the registers, the stack and the instruction mix of the first loop that evaluates
-`MUFU.TANH`, per tanh. The integer arguments are compiled as divisible by 16 (what Triton
-assumes at T = 4096). NOTES.md's v6 row quotes its numbers: 5.76 instructions per tanh
+prints the registers, the stack, the shared memory and the instruction mix of the first loop
+that evaluates `MUFU.TANH`, per tanh. The integer arguments are compiled as divisible by 16
+(what Triton assumes at T = 4096). NOTES.md's v6 row quotes its numbers: 5.76 instructions per tanh
 before, 3.62-3.75 after, 4.75 without FMA contraction. Needs only Triton (no CUDA driver).
 """
 
@@ -39,11 +39,11 @@ def _kernel_module(path: str | None):
     return load_kernel_file(path)
 
 
-def _signature(kernel, blocks: tuple[int, int, int]) -> tuple[dict, dict, dict]:
+def _signature(kernel, blocks: tuple[int, int, int], dv: int = 64) -> tuple[dict, dict, dict]:
     """Argument types, constexpr values and divisibility hints from the kernel's own names."""
     block_m, block_n, block_a = blocks
     values = {"HAS_MASK": True, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_A": block_a,
-              "SCORE_A": 1, "BLOCK_DV": 64, "PRECISE": False, "DOT_PRECISION": "tf32"}  # fmt: skip
+              "SCORE_A": 1, "BLOCK_DV": dv, "PRECISE": False, "DOT_PRECISION": "tf32"}  # fmt: skip
     signature, constexprs, attrs = {}, {}, {}
     for index, param in enumerate(kernel.params):
         name = param.name
@@ -88,13 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, nargs=4, default=[32, 32, 8, 4],
                         metavar=("BLOCK_M", "BLOCK_N", "BLOCK_A", "WARPS"))  # fmt: skip
     parser.add_argument("--no-fp-fusion", action="store_true", help="compile without FMA")
+    parser.add_argument("--dv", type=int, default=64, help="BLOCK_DV: values per head, padded")
     parser.add_argument("--kernel-file", help="an earlier triton_additive.py to compile instead")
     args = parser.parse_args(argv)
     if args.kernel_file and not Path(args.kernel_file).is_file():
         parser.error(f"--kernel-file {args.kernel_file}: no such file; {KERNEL_FILE_HINT}")
     module = _kernel_module(args.kernel_file)
     kernel = getattr(module, f"_{args.kernel}_kernel")
-    signature, constexprs, attrs = _signature(kernel, tuple(args.blocks[:3]))
+    signature, constexprs, attrs = _signature(kernel, tuple(args.blocks[:3]), args.dv)
     options = {"num_warps": args.blocks[3], "enable_fp_fusion": not args.no_fp_fusion}
     source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs)
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     total, tanh, mix = loop_mix(sass)
     print(f"_{args.kernel}_kernel, blocks {args.blocks}, FMA contraction "
           f"{'off' if args.no_fp_fusion else 'on'}: {usage.group(1)} registers, "
-          f"{usage.group(2)} bytes of stack")  # fmt: skip
+          f"{usage.group(2)} bytes of stack, {compiled.metadata.shared} bytes of shared memory "
+          f"(BLOCK_DV {args.dv})")  # fmt: skip
     print(f"tanh loop: {total} instructions, {tanh} MUFU.TANH, {total / tanh:.2f} per tanh")
     print(" ".join(f"{op}:{count}" for op, count in mix.most_common(12)))
     return 0
