@@ -2,8 +2,8 @@
 vs the reference path, the key projection comparison), measured by
 `attnbench.bench.model_modes` and normalised here into the benchmark's rows.
 
-Imported lazily: model_modes builds whole Seq2Seq models, and attnbench.models needs
-pydantic (through attnbench.config); where that import fails the run records one row saying so.
+Imported lazily: model_modes builds whole Seq2Seq models; where that import fails (a broken
+or partial install) the run records one row saying so instead of stopping.
 """
 
 from __future__ import annotations

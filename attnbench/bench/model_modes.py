@@ -10,8 +10,8 @@ warm-up, synchronised clocks on CUDA, median and IQR over repeats; failures are 
 U_a h_j runs at every target step (B*S*D_k*A multiply-adds per step) instead of once per
 source (`Memory.prepared`). It wraps the decoder's attention rather than editing the models.
 
-Imports only torch and attnbench.attention/models, so it runs on a bare GPU machine; note that
-attnbench.models itself imports attnbench.config (pydantic) through models/seq2seq.py.
+Imports only torch and attnbench.attention/models (which need no pydantic at run time), so it
+runs on a bare GPU machine.
 """
 
 from __future__ import annotations
@@ -388,9 +388,10 @@ def fused_path_comparison(
 
     The Luong decoder (no input feeding) attends for all target steps in one call. On CUDA
     the additive kernel's dispatch rule (`attention.additive.fused_path`) takes the fused
-    kernel for training only from 2**30 tanh per call; this shape has 2**25, where the kernel
-    measured 0.44x on an H200 under the earlier rule (from 32 queries), so both additive
-    rows now run the reference path, as training does. On CPU additive attention has no
+    kernel for training only from 2**30 tanh per call (16-bit inputs; 2**33 in float32, as
+    here); this shape has 2**25, where the kernel measured 0.44x on an H200 under the
+    earlier rule (from 32 queries), so both additive rows run the reference path, as
+    training does. On CPU additive attention has no
     fused backward, so both rows run the same code there too.
     """
     device = torch.device(device)

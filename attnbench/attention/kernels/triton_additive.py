@@ -545,7 +545,8 @@ def fused_additive_attention(
     backward has its own `backward_blocks` (BLOCK_M, BLOCK_N), default (128, 64) with 4 warps
     on a GPU: larger query blocks mean fewer dk/dw atomics per key. Both defaults were the
     fastest of those timed on an H200 at T=16384 (NOTES.md, v6b; at T=4096 a 256x64
-    backward with 8 warps was faster, 5.6 against 8.6 ms).
+    backward with 8 warps was faster, 5.6 against 8.6 ms). Default blocks (not given ones)
+    shrink until they fit the GPU's shared memory (`fit_blocks`; many values per head).
 
     `key_splits=S` splits the keys into S ranges, each its own program (flash-decoding), and
     merges their partial softmaxes in PyTorch: S times the programs when B*H*T_q/BLOCK_M
