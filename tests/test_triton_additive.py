@@ -108,6 +108,9 @@ CASES = {
     "key-splits": (2, 2, 21, 27, 10, 8, [6, 27], dict(block_m=8, block_n=4, key_splits=3)),
     # keys 20-39 of row 0 are padding: whole key blocks the kernels skip, row 1 has none
     "skipped-padding-blocks": (2, 1, 9, 40, 8, 8, [20, 0], dict(block_m=4, block_n=8)),
+    # many values per head, in the blocks `fit_blocks` picks for them on an H100/H200
+    "dv-256-fitted-blocks": (1, 1, 40, 70, 8, 256, [10], dict(backward_blocks=(64, 64))),
+    "dv-1000-fitted-blocks": (1, 1, 20, 33, 8, 1000, [5], dict(backward_blocks=(16, 16))),
 }
 
 
