@@ -350,6 +350,9 @@ def test_default_blocks_shrink_to_the_gpus_shared_memory(blocks, block_dv, backw
     assert ta.fit_blocks(*blocks, block_dv, backward, limit) == expected
     if expected:
         assert ta.shared_memory_bytes(*expected, block_dv, backward) <= limit
+    else:  # a caller who asks the kernel itself gets one line saying what to do
+        with pytest.raises(ValueError, match="values per head .* reference path"):
+            ta._fitted(*blocks, block_dv, backward, limit)
 
 
 @pytest.mark.slow
