@@ -351,7 +351,7 @@ def test_default_blocks_shrink_to_the_gpus_shared_memory(blocks, block_dv, backw
     if expected:
         assert ta.shared_memory_bytes(*expected, block_dv, backward) <= limit
     else:  # a caller who asks the kernel itself gets one line saying what to do
-        with pytest.raises(ValueError, match="values per head .* reference path"):
+        with pytest.raises(ValueError, match=r"values per head .* reference path"):
             ta._fitted(*blocks, block_dv, backward, limit)
 
 
