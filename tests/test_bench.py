@@ -412,3 +412,38 @@ def test_the_pipeline_times_cells_as_its_config_says():
     assert bench_options(named, "cpu").cell_seconds == 0.05
     with pytest.raises(UserError, match="bench_cell_seconds"):
         load_config(preset="quick", overrides=["benchmark.bench_cell_seconds=0"])
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_mixed_precision_fused_path_cell_runs_on_cuda_only(device, monkeypatch):
+    """On CUDA the full model adds a fused-path comparison under bfloat16 autocast at a size
+    where the dispatch takes the kernel for training; the CPU has no such cell."""
+    from attnbench.bench import full_model
+    from attnbench.bench import model_modes as mm
+
+    calls: list[tuple] = []
+
+    def fake(name):
+        def record(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            row = {"mode": "train_step", "status": "ok", "throughput": 1.0}
+            return [row, dict(row)] if name.endswith("comparison") else row
+
+        return record
+
+    for name in ("train_step_throughput", "greedy_decode_throughput",
+                 "fused_path_comparison", "key_projection_comparison"):  # fmt: skip
+        monkeypatch.setattr(mm, name, fake(name))
+    spec, opts = tiny_spec_and_options(["sdpa"], modes=("model",))
+    spec = default_spec(device, lengths=[16], modes=["model"])
+    full_model.model_rows(spec, opts)
+    amp = [c for c in calls if c[0] == "fused_path_comparison" and c[2].get("amp")]
+    if device == "cpu":
+        assert amp == []
+    else:
+        variant, batch, src, tgt, hidden = full_model.AMP_FUSED_PATH_CELL
+        assert [c[1][:6] for c in amp] == [(variant, "cuda", hidden, batch, src, tgt)]
+        from attnbench.attention.additive import fused_path
+
+        # the rule takes the kernel there for bf16 training (the cell's point)
+        assert fused_path("cuda", {torch.bfloat16}, True, tgt, src * tgt * hidden, batch)

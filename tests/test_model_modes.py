@@ -117,6 +117,30 @@ def test_fused_path_comparison_times_both_paths_of_one_model(variant, monkeypatc
     assert asked.count(False) == asked.count(True) == 3
 
 
+def test_fused_path_comparison_under_amp_runs_both_paths_in_bfloat16(monkeypatch):
+    """`amp=True` (the trainer's default on CUDA) puts both sides' forward under bfloat16
+    autocast and says so in the rows."""
+    from attnbench.bench import model_modes
+
+    autocast: list[bool] = []
+    real = model_modes.sequence_loss
+
+    def spy(model, data, need_weights=False):
+        autocast.append(torch.is_autocast_enabled("cpu"))
+        return real(model, data, need_weights)
+
+    monkeypatch.setattr(model_modes, "sequence_loss", spy)
+    rows = fused_path_comparison("additive", hidden=16, batch=2, src_len=6, tgt_len=4,
+                                 repeats=2, vocab=40, amp=True)  # fmt: skip
+    for row in rows:
+        _ok(row)
+        assert row["precision"] == "bfloat16 autocast"
+    assert autocast == [True] * 6
+    plain = fused_path_comparison("additive", hidden=16, batch=2, src_len=6, tgt_len=4,
+                                  repeats=1, vocab=40)  # fmt: skip
+    assert {r["precision"] for r in plain} == {"float32"} and autocast[6:] == [False] * 4
+
+
 def test_decoder_loop_fn_computes_the_decoders_teacher_forced_pass():
     """Its gradients equal those of BahdanauDecoder.forward with the generator left out, on
     the same encoder outputs; the encoder itself gets none (its outputs are fixed)."""

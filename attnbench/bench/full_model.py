@@ -23,6 +23,15 @@ MODEL_CELLS = [("additive", 32, 40, 20, 256), ("scaled_dot", 32, 40, 20, 256)]
 KEY_PROJECTION_CELLS = [(16, 64, 64), (16, 128, 128), (16, 80, 20)]
 
 
+#: (variant, batch, src_len, tgt_len, hidden) of a GPU-only fused-path comparison under
+#: bfloat16 autocast (the trainer's default on CUDA): 2**31 tanh per attention call, where the
+#: dispatch rule takes the fused kernel for training (`attention.additive.CUDA_KERNEL_MIN_WORK`)
+#: and the kernel measured 1.07x the reference path as a module (reports/benchmarks/README.md)
+#: while the reference's (B, T, S, a) tensors take ~4 GB each; no CPU cell: there no fused
+#: backward exists and the reference alone would need tens of GB
+AMP_FUSED_PATH_CELL = ("additive", 32, 512, 512, 256)
+
+
 def _normalise(row: dict[str, Any], comparison: str | None = None) -> dict[str, Any]:
     out = {**row, "tokens_per_s": row.get("throughput")}
     if comparison:
@@ -46,6 +55,12 @@ def model_rows(spec: GridSpec, options: RunOptions) -> list[dict[str, Any]]:
         fused = mm.fused_path_comparison(
             variant, spec.device, hidden, batch, repeats=options.comparison_repeats
         )  # Luong decoder, 64 source and target tokens: where the fused paths apply
+        rows += [_normalise(r, "fused_path") for r in fused]
+    if spec.device == "cuda":
+        variant, batch, src, tgt, hidden = AMP_FUSED_PATH_CELL
+        fused = mm.fused_path_comparison(
+            variant, spec.device, hidden, batch, src, tgt, options.comparison_repeats, amp=True
+        )
         rows += [_normalise(r, "fused_path") for r in fused]
     for batch, src, tgt in KEY_PROJECTION_CELLS:
         comparison = mm.key_projection_comparison(

@@ -210,14 +210,17 @@ def _base_row(mode: str, variant: str, device: torch.device, **fields: Any) -> d
 
 
 def train_step_fn(
-    model: Seq2Seq, data: dict[str, Tensor], need_weights: bool = False
+    model: Seq2Seq, data: dict[str, Tensor], need_weights: bool = False, amp: bool = False
 ) -> Callable[[], float]:
-    """One Adam step on `data` per call: what the train-step modes time."""
+    """One Adam step on `data` per call: what the train-step modes time. `amp`: the forward
+    under bfloat16 autocast, as the trainer runs on CUDA by default (`TrainConfig.amp`)."""
     optimizer = adam(model.parameters(), lr=1e-4)
+    device_type = data["src"].device.type
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = sequence_loss(model, data, need_weights)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+            loss = sequence_loss(model, data, need_weights)
         loss.backward()
         optimizer.step()
         return loss.detach()
@@ -250,13 +253,15 @@ def decoder_loop_fn(model: Seq2Seq, data: dict[str, Tensor]) -> Callable[[], Non
 
 def _train_row(variant: str, device: torch.device, batch: int, src_len: int, tgt_len: int,
                hidden: int, vocab: int, recompute: bool, implementation: str | None = None,
-               decoder: DecoderStyle = "bahdanau") -> dict[str, Any]:  # fmt: skip
+               decoder: DecoderStyle = "bahdanau",
+               amp: bool = False) -> dict[str, Any]:  # fmt: skip
     return _base_row(
         "train_step", variant, device,
         implementation=implementation or ("keys_per_step" if recompute else "keys_once"),
         key_projection="per_step" if recompute else "once",
         decoder=decoder, batch=batch, length=src_len, src_len=src_len, tgt_len=tgt_len,
-        dim=hidden, attn_dim=hidden, emb_dim=hidden // 2, vocab=vocab, optimizer="adam",
+        dim=hidden, precision="bfloat16 autocast" if amp else "float32",
+        attn_dim=hidden, emb_dim=hidden // 2, vocab=vocab, optimizer="adam",
         throughput_unit="target tokens/s",
         # multiply-adds of U_a h_j for the whole batch; per target step when recomputed
         key_proj_macs=batch * src_len * hidden * hidden,
@@ -381,30 +386,33 @@ def fused_path_comparison(
     warmup: int = 1,
     vocab: int = 8000,
     decoder: DecoderStyle = "luong",
+    amp: bool = False,
 ) -> list[dict[str, Any]]:
     """Training step as the trainer runs it (`need_weights=False`: the attention's fused path,
     Triton for additive on CUDA, SDPA for the dot-product family) vs the reference path that
     builds the weights; same model, same batch, timed in turns. `speedup` on the first row.
+    `amp`: both under bfloat16 autocast, the trainer's default on CUDA.
 
     The Luong decoder (no input feeding) attends for all target steps in one call. On CUDA
     the additive kernel's dispatch rule (`attention.additive.fused_path`) takes the fused
-    kernel for training only from 2**30 tanh per call (16-bit inputs; 2**33 in float32, as
-    here); this shape has 2**25, where the kernel measured 0.44x on an H200 under the
-    earlier rule (from 32 queries), so both additive rows run the reference path, as
-    training does. On CPU additive attention has no
-    fused backward, so both rows run the same code there too.
+    kernel for training only from 2**30 tanh per call with 16-bit inputs (`amp`) and from
+    2**33 in float32. The default shape has 2**25, where the kernel measured 0.44x on an
+    H200 under the earlier rule (from 32 queries), so both additive rows run the reference
+    path there, as training does. On CPU additive attention has no fused backward, so both
+    rows run the same code there too.
     """
     device = torch.device(device)
     shape = (batch, src_len, tgt_len, hidden, vocab)
     rows = [
-        _train_row(variant, device, *shape, False, name, decoder)
+        _train_row(variant, device, *shape, False, name, decoder, amp)
         for name in ("fused_path", "reference_path")
     ]
 
     def steps() -> list[Callable[[], object]]:
         model = build_bench_model(variant, hidden, vocab, decoder=decoder).to(device).train()
         data = random_batch(batch, src_len, tgt_len, vocab, device)
-        return [train_step_fn(model, data), train_step_fn(model, data, need_weights=True)]
+        return [train_step_fn(model, data, amp=amp),
+                train_step_fn(model, data, need_weights=True, amp=amp)]  # fmt: skip
 
     return _side_by_side(rows, steps, device, repeats, warmup, batch * tgt_len)
 

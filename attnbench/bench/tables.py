@@ -75,7 +75,8 @@ def lra_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 #: the columns a full-model row is read by, in the order reports show them
 MODEL_COLUMNS = ["mode", "variant", "implementation", "comparison", "decoder", "batch",
-                 "src_len", "tgt_len", "dim", "status", "tokens_per_s", "throughput_unit",
+                 "src_len", "tgt_len", "dim", "precision", "status", "tokens_per_s",
+                 "throughput_unit",
                  "seconds_median", "speedup"]  # fmt: skip
 
 
