@@ -268,6 +268,20 @@ def test_which_path_a_call_takes(device, dtypes, grad, queries, work, rows, expe
     assert additive.fused_path(device, dtypes, grad, queries, work, rows) == expected
 
 
+def test_the_kernel_threshold_can_be_forced_for_a_block_and_comes_back():
+    """`cuda_kernel_from` (what the GPU checks compare the two paths with) moves every
+    threshold inside its block only, even when the block raises."""
+    before = dict(additive.CUDA_KERNEL_MIN_WORK)
+    small = ("cuda", {F32}, True, 64, 2**10, 1)
+    assert additive.fused_path(*small) is None
+    with additive.cuda_kernel_from(0):
+        assert additive.fused_path(*small) == "cuda"
+    with pytest.raises(RuntimeError), additive.cuda_kernel_from(2**62):
+        assert additive.fused_path("cuda", {BF16}, False, 512, 2**40, 1) is None
+        raise RuntimeError
+    assert before == additive.CUDA_KERNEL_MIN_WORK
+
+
 @pytest.mark.parametrize("heads", [1, 2])
 def test_module_through_the_fused_kernel_matches_its_reference_path(heads):
     """The CUDA dispatch's head splitting and merging, run with the interpreted kernel."""

@@ -19,6 +19,8 @@ mode, so training in float32 keeps float32 results.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import partial
 
 import torch
@@ -53,6 +55,19 @@ CUDA_KERNEL_MIN_WORK = {
     (True, False): 2**30,
     (True, True): 2**33,
 }
+
+
+@contextlib.contextmanager
+def cuda_kernel_from(tanh_per_call: int) -> Iterator[None]:
+    """Inside the block every CUDA call takes the fused kernel from `tanh_per_call` tanh,
+    gradient or not (0: always; 2**62: never). For the GPU checks and timings that compare
+    the kernel with the reference path through the module, as the models call it."""
+    saved = CUDA_KERNEL_MIN_WORK.copy()
+    CUDA_KERNEL_MIN_WORK.update(dict.fromkeys(saved, tanh_per_call))
+    try:
+        yield
+    finally:
+        CUDA_KERNEL_MIN_WORK.update(saved)
 
 
 def _cpu_kernel():

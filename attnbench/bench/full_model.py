@@ -59,8 +59,9 @@ def model_rows(spec: GridSpec, options: RunOptions) -> list[dict[str, Any]]:
     if spec.device == "cuda":
         variant, batch, src, tgt, hidden = AMP_FUSED_PATH_CELL
         fused = mm.fused_path_comparison(
-            variant, spec.device, hidden, batch, src, tgt, options.comparison_repeats, amp=True
-        )
+            variant, spec.device, hidden=hidden, batch=batch, src_len=src, tgt_len=tgt,
+            repeats=options.comparison_repeats, amp=True,
+        )  # fmt: skip
         rows += [_normalise(r, "fused_path") for r in fused]
     for batch, src, tgt in KEY_PROJECTION_CELLS:
         comparison = mm.key_projection_comparison(

@@ -21,11 +21,9 @@ and Triton.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
-from collections.abc import Iterator
 
 import torch
 
@@ -35,17 +33,6 @@ from attnbench.attention.additive import AdditiveAttention
 ROUNDS = 3
 #: the threshold that forces one path (the rule compares the call's tanh count against it)
 FORCE = {"kernel": 0, "reference": 2**62}
-
-
-@contextlib.contextmanager
-def forced(path: str) -> Iterator[None]:
-    """Every call in the block takes `path` ("kernel" or "reference"), whatever its size."""
-    saved = additive.CUDA_KERNEL_MIN_WORK
-    additive.CUDA_KERNEL_MIN_WORK = dict.fromkeys(saved, FORCE[path])
-    try:
-        yield
-    finally:
-        additive.CUDA_KERNEL_MIN_WORK = saved
 
 
 def rule_path(batch: int, length: int, attn_dim: int, dtype: torch.dtype, grad: bool) -> str:
@@ -88,7 +75,7 @@ def time_path(module, inputs, path: str, bf16: bool, grad: bool) -> float:
             query.grad = keys.grad = None
             context.float().sum().backward()
 
-    with forced(path):
+    with additive.cuda_kernel_from(FORCE[path]):
         additive._cuda_kernel = spy
         try:
             with torch.set_grad_enabled(grad):
