@@ -325,6 +325,10 @@ def test_the_gpu_scripts_say_so_without_cuda(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == (
         "CUDA and Triton are not both available: this check needs a GPU"
     )
+    with pytest.raises(SystemExit) as exit_info:
+        rule.main(["--lengths", "64", "0"])
+    assert exit_info.value.code == 2
+    assert "--lengths, --batch and --attn-dim must be positive" in capsys.readouterr().err
     old = load_kernel_file(ta.__file__)  # an earlier kernel file loads beside the current one
     assert old is not ta and callable(old.fused_additive_attention)
 
