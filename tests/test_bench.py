@@ -266,6 +266,11 @@ def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
     limits = pd.read_parquet(tmp_path / "limits.parquet")
     measured = limits[limits["source"] == "measured"]
     assert sorted(set(measured["when"])) == ["end", "start"]
+    # every candidate ran, the compiled rational tanh and NumPy's GEMM included
+    rates = measured[measured["when"] == "start"].set_index("method")["rate"]
+    assert (rates > 0).all() and len(rates) == 6, rates
+    for method in ("rational tanh, torch.compile", "np.matmul"):
+        assert any(m.startswith(method) for m in rates.index), rates
     assert len(measured[measured["when"] == "end"]) == len(measured[measured["when"] == "start"])
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["command"].startswith("python -m attnbench.bench")
@@ -371,6 +376,34 @@ def test_limit_trials_last_no_longer_than_a_cell(monkeypatch):
     trials.clear()
     runner.run_benchmark(*tiny_spec_and_options(["chunked"], (16,), ("forward",)))
     assert trials == [0.05] * 4  # start and end, tanh and matmul: the cells' 0.05 s
+
+
+def test_rational_tanh_matches_tanh_to_float32_accuracy():
+    """Eigen's approximation, eager in float32, against float64 tanh: ~2.4e-7 on the dense grid,
+    exactly +-1 far out, odd, and NaN stays NaN (the limit would time it; no path uses it)."""
+    from attnbench.bench.rational_tanh import rational_tanh
+
+    x = torch.cat([torch.linspace(-12, 12, 200_001), torch.tensor([1e-30, -1e-8, 1e4, -1e30])])
+    got = rational_tanh(x)
+    assert (got.double() - torch.tanh(x.double())).abs().max() < 4e-7
+    assert torch.equal(got, -rational_tanh(-x))
+    assert got[-2].item() == 1.0 and got[-1].item() == -1.0
+    assert rational_tanh(torch.tensor([float("nan")])).isnan().all()
+
+
+def test_a_limit_method_that_fails_is_recorded_not_raised(monkeypatch):
+    """Without a C++ compiler torch.compile fails; the other tanh methods still bound the run."""
+
+    def no_compiler():
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(limits_mod, "compiled_rational_tanh", no_compiler)
+    rows = limits_mod.tanh_limits("cpu", seconds=0.01)
+    failed = [r for r in rows if r["method"].startswith("rational tanh")]
+    assert len(failed) == 1 and failed[0]["rate"] != failed[0]["rate"]  # NaN
+    assert failed[0]["note"] == "not measured: RuntimeError: no C++ compiler found"
+    best = limits_mod.best([{**r, "when": "start"} for r in rows], "tanh")
+    assert best == max(r["rate"] for r in rows if r is not failed[0])
 
 
 def _limit(method: str, when: str, rate: float) -> dict:

@@ -3,8 +3,11 @@
 Additive attention is bounded by tanh: B*H*T_q*T_k*a evaluations. The bound is the fastest
 float32 tanh the device offers on a cache-resident array, so several are tried and the best is
 kept: torch.tanh, NumPy's SIMD np.tanh on one thread and threaded over chunks (NumPy releases
-the GIL), and on a GPU a Triton kernel doing only `tanh.approx.f32`. Multiplicative attention
-is bounded by matmul: a large GEMM in the benchmark's dtype, in FLOP/s.
+the GIL), on a CPU Eigen's rational tanh compiled by Inductor (the fastest on AVX2-only hosts,
+where NumPy's float32 tanh is not vectorised), and on a GPU a Triton kernel doing only
+`tanh.approx.f32`. Multiplicative attention is bounded by matmul: a large GEMM in the
+benchmark's dtype, in FLOP/s, by torch and, on a CPU in float32, by NumPy's OpenBLAS too
+(faster than torch's MKL on AMD hosts).
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ import numpy as np
 import torch
 
 from attnbench.bench.problem import DTYPES
+from attnbench.bench.rational_tanh import compiled_rational_tanh
 
 #: elements per array: 64 Ki float32 = 256 KiB, resident in a CPU core's L2
 CACHE_ELEMENTS = 2**16
+#: elements per call of the compiled tanh: 1 MiB of float32, split over the threads. At 2**16
+#: its per-call cost (guards, the parallel region) halved the rate on a 2-core Zen 3 host.
+COMPILED_ELEMENTS = 2**18
 
 #: (GPU name fragment, figures): SFU tanh = 16 results/SM/clock x SMs x boost clock
 DATA_SHEET: list[tuple[str, dict[str, float], str]] = [
@@ -95,6 +102,17 @@ def _numpy_threaded(threads: int, seconds: float) -> float:
         return _rate(step, float(CACHE_ELEMENTS * calls * threads), seconds)
 
 
+def _compiled_tanh(seconds: float) -> tuple[str, float, str]:
+    """(method, tanh/s, note) of Inductor's rational tanh; NaN with the reason if it failed."""
+    method = f"rational tanh, torch.compile ({torch.get_num_threads()} threads)"
+    try:
+        tanh = compiled_rational_tanh()
+        x = torch.empty(COMPILED_ELEMENTS).uniform_(-3, 3)
+        return method, _rate(lambda: tanh(x), COMPILED_ELEMENTS, seconds), "Eigen's float32 tanh"
+    except Exception as exc:  # no C++ compiler, an Inductor failure: the other methods stand
+        return method, float("nan"), f"not measured: {type(exc).__name__}: {exc}"
+
+
 #: seconds of one timed trial of a tanh and of a matmul limit (each is measured 3 times)
 TANH_TRIAL_S = 0.2
 MATMUL_TRIAL_S = 0.3
@@ -128,6 +146,7 @@ def tanh_limits(device: str, seconds: float = TANH_TRIAL_S) -> list[dict[str, An
         add("np.tanh (1 thread)", _rate(lambda: np.tanh(a, out=b), CACHE_ELEMENTS, seconds))
         threads = max(torch.get_num_threads(), os.cpu_count() or 1)
         add(f"np.tanh ({threads} threads)", _numpy_threaded(threads, seconds))
+        add(*_compiled_tanh(seconds))
         return rows
     n = 2**24
     x = torch.rand(n, device=device) * 6 - 3
@@ -151,6 +170,11 @@ def matmul_limits(device: str, dtype: str, seconds: float = MATMUL_TRIAL_S) -> l
     """GEMM FLOP/s in the benchmark's dtype (and float32, which the CPU runs natively)."""
     n = 2048 if device == "cpu" else 8192
     rows = []
+
+    def add(method: str, name: str, rate: float, note: str = "") -> None:
+        rows.append({"limit": "matmul", "method": method, "dtype": name, "unit": "FLOP/s",
+                     "rate": rate, "source": "measured", "note": note})  # fmt: skip
+
     for name in dict.fromkeys([dtype, "float32"]):
         a = torch.randn(n, n, device=device, dtype=DTYPES[name])
         b, c = torch.randn_like(a), torch.empty_like(a)
@@ -160,18 +184,16 @@ def matmul_limits(device: str, dtype: str, seconds: float = MATMUL_TRIAL_S) -> l
             if device == "cuda":
                 torch.cuda.synchronize()
 
-        rate = _rate(step, 2.0 * n**3, seconds)
-        rows.append(
-            {
-                "limit": "matmul",
-                "method": f"torch.matmul {n}^3",
-                "dtype": name,
-                "unit": "FLOP/s",
-                "rate": rate,
-                "source": "measured",
-                "note": "TF32 off" if device == "cuda" and name == "float32" else "",
-            }
-        )
+        note = "TF32 off" if device == "cuda" and name == "float32" else ""
+        add(f"torch.matmul {n}^3", name, _rate(step, 2.0 * n**3, seconds), note)
+        if device == "cpu" and name == "float32":
+            x, y, z = a.numpy(), b.numpy(), c.numpy()
+
+            def numpy_step(x=x, y=y, z=z) -> None:
+                np.matmul(x, y, out=z)
+
+            rate = _rate(numpy_step, 2.0 * n**3, seconds)
+            add(f"np.matmul {n}^3", name, rate, "NumPy's BLAS (OpenBLAS)")
     return rows
 
 
