@@ -381,7 +381,7 @@ def test_limit_trials_last_no_longer_than_a_cell(monkeypatch):
 def test_rational_tanh_matches_tanh_to_float32_accuracy():
     """Eigen's approximation, eager in float32, against float64 tanh: ~2.4e-7 on the dense grid,
     exactly +-1 far out, odd, and NaN stays NaN (the limit would time it; no path uses it)."""
-    from attnbench.bench.rational_tanh import rational_tanh
+    from attnbench.attention.kernels.rational_tanh import rational_tanh
 
     x = torch.cat([torch.linspace(-12, 12, 200_001), torch.tensor([1e-30, -1e-8, 1e4, -1e30])])
     got = rational_tanh(x)
@@ -397,7 +397,7 @@ def test_a_limit_method_that_fails_is_recorded_not_raised(monkeypatch):
     def no_compiler():
         raise RuntimeError("no C++ compiler found")
 
-    monkeypatch.setattr(limits_mod, "compiled_rational_tanh", no_compiler)
+    monkeypatch.setattr(limits_mod, "compiled_rational_tanh_outer_sum", no_compiler)
     rows = limits_mod.tanh_limits("cpu", seconds=0.01)
     failed = [r for r in rows if r["method"].startswith("rational tanh")]
     assert len(failed) == 1 and failed[0]["rate"] != failed[0]["rate"]  # NaN

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from attnbench.attention import AdditiveAttention
+from attnbench.attention.kernels import cpu_additive
 from attnbench.attention.kernels.cpu_additive import additive_attention_cpu, additive_context_cpu
 
 
@@ -101,3 +102,30 @@ def test_refuses_autograd_and_bad_shapes():
             additive_attention_cpu(qp, kp, w[:, :1], values)
         with pytest.raises(ValueError, match="key_padding_mask"):
             additive_attention_cpu(qp, kp, w, values, torch.zeros(1, 5, dtype=torch.bool))
+
+
+@pytest.mark.slow  # Inductor compiles the scores loop: ~20 s on first use, ~3 s cached
+def test_inductor_backend_close_to_float64(monkeypatch):
+    """Eigen's rational tanh (~3e-7 absolute) in place of np.tanh: the float32 bound above
+    holds. Blocks of query rows are split (INDUCTOR_SCORES shrunk), padded keys dropped, and
+    an all-padding row gives a zero context, as on the NumPy backend."""
+    monkeypatch.setattr(cpu_additive, "INDUCTOR_SCORES", 500)
+    for shape in [(3, 1, 7, 13, 5, 3), (2, 2, 130, 301, 64, 8)]:
+        qp, kp, w, values, mask = inputs(*shape, seed=2)
+        with torch.no_grad():
+            got = additive_attention_cpu(
+                qp.float(), kp.float(), w.float(), values.float(), mask, backend="inductor"
+            )
+        want = reference(qp, kp, w, values, mask)
+        assert got.dtype == torch.float32 and got.shape == want.shape
+        assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-4)
+        assert torch.equal(got[0], torch.zeros_like(got[0]))
+
+
+def test_inductor_backend_refuses_float64_and_unknown_backends():
+    qp, kp, w, values, _ = inputs(1, 1, 3, 4, 2, 2)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="backend='inductor' computes a float32 tanh"):
+            additive_attention_cpu(qp, kp, w, values, backend="inductor")
+        with pytest.raises(ValueError, match="backend must be 'numpy' or 'inductor'"):
+            additive_attention_cpu(qp, kp, w, values, backend="eigen")  # type: ignore[arg-type]

@@ -131,11 +131,13 @@ def _cpu_fast_unavailable() -> str | None:
     return None
 
 
-def _cpu_fast(shape: Shape) -> Kernel:
+def _cpu_kernel(backend: str, shape: Shape) -> Kernel:
     from attnbench.attention.kernels.cpu_additive import additive_attention_cpu
 
     def run(p: Problem) -> Tensor:
-        return additive_attention_cpu(p.query, p.keys, p.v_weight, p.values, p.mask)
+        return additive_attention_cpu(
+            p.query, p.keys, p.v_weight, p.values, p.mask, backend=backend
+        )
 
     return run
 
@@ -227,11 +229,22 @@ register(
     Implementation(
         "cpu_fast",
         "additive",
-        _cpu_fast,
+        partial(_cpu_kernel, "numpy"),
         CPU,
         frozenset({"forward"}),
         unavailable=_cpu_fast_unavailable,
         description="CPU inference path: tiled NumPy SIMD tanh on threads",
+    )
+)
+register(
+    Implementation(
+        "cpu_inductor",
+        "additive",
+        partial(_cpu_kernel, "inductor"),
+        CPU,
+        frozenset({"forward"}),
+        unavailable=_cpu_fast_unavailable,
+        description="the CPU kernel with scores fused by Inductor (Eigen's rational tanh)",
     )
 )
 register(

@@ -24,10 +24,16 @@ approximation into one pass.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from attnbench.attention.kernels.rational_tanh import rational_tanh
+
+Backend = Literal["numpy", "inductor"]
 
 #: elements per (r, c, a) tile: 2**18 float32 = 1 MiB. Larger tiles mean fewer NumPy calls,
 #: and so less time holding the GIL between the workers' ufunc loops: on this 2-core EPYC,
@@ -42,6 +48,8 @@ QUERY_BLOCK = 64
 GEMV_SINGLE_THREAD = 2304 * 4
 #: below this many tanh a call runs on the calling thread: starting a pool costs ~0.1-1 ms
 SERIAL_BELOW = 2**20
+#: scores per call of the Inductor backend, (query rows) x (valid keys): 4 MiB of float32
+INDUCTOR_SCORES = 2**20
 
 
 def _check(
@@ -111,6 +119,27 @@ def _block(
     out /= total
 
 
+def _scores(qp: Tensor, kp: Tensor, w: Tensor) -> Tensor:
+    """qp (R, a), kp (T, a), w (a,) -> scores (R, T): sum_a w_a tanh(qp_ra + kp_ta)."""
+    return (rational_tanh(qp[:, None, :] + kp[None, :, :]) * w).sum(-1)
+
+
+@cache
+def compiled_scores():
+    """`_scores` compiled once for all shapes: Inductor fuses the add, Eigen's rational tanh
+    and the v product into one vectorised, threaded loop, and the (R, T, a) tensor is never
+    stored. First call ~10-20 s (C++ compile), ~3 s from Inductor's on-disk cache."""
+    return torch.compile(_scores, dynamic=True)
+
+
+def _attend_inductor(qp: Tensor, kp: Tensor, w: Tensor, v: Tensor, out: Tensor) -> None:
+    """qp (T_q, a), kp (T, a) valid keys only, w (a,), v (T, dv) -> out (T_q, dv) in place."""
+    rows = max(1, INDUCTOR_SCORES // kp.shape[0])
+    for start in range(0, qp.shape[0], rows):
+        scores = compiled_scores()(qp[start : start + rows], kp, w)
+        torch.mm(torch.softmax(scores, dim=1), v, out=out[start : start + rows])
+
+
 def additive_attention_cpu(
     query_proj: Tensor,
     key_proj: Tensor,
@@ -119,6 +148,7 @@ def additive_attention_cpu(
     key_padding_mask: Tensor | None = None,
     num_threads: int | None = None,
     tile_elements: int = TILE_ELEMENTS,
+    backend: Backend = "numpy",
 ) -> Tensor:
     """Context of Bahdanau attention, softmax_j(sum_a w[h,a] tanh(qp_ia + kp_ja)) @ values.
 
@@ -128,8 +158,19 @@ def additive_attention_cpu(
     `num_threads` defaults to `torch.get_num_threads()`. During the call torch's intra-op
     threads are set to 1 (restored after): with MKL's OpenMP team spinning beside the NumPy
     work, even the single-threaded path ran 3x slower.
+
+    `backend="inductor"` (float32 only) computes the scores with `compiled_scores` instead of
+    NumPy tiles, on torch's threads: on an AVX2-only host, where NumPy does not vectorise
+    float32 tanh, it ran ~5x faster (reports/benchmarks/README.md); its tanh is Eigen's
+    rational approximation (~3e-7 absolute), NumPy's is exact to float32 rounding.
     """
     _check(query_proj, key_proj, v_weight, values, key_padding_mask)
+    if backend not in ("numpy", "inductor"):
+        raise ValueError(f"backend must be 'numpy' or 'inductor', got {backend!r}")
+    if backend == "inductor":
+        return _additive_attention_inductor(
+            query_proj, key_proj, v_weight, values, key_padding_mask, num_threads
+        )
     dtype = query_proj.dtype
     b, h, t_q, _ = query_proj.shape
     dv = values.shape[3]
@@ -171,6 +212,40 @@ def additive_attention_cpu(
     finally:
         torch.set_num_threads(intra_op)
     return torch.from_numpy(out)
+
+
+def _additive_attention_inductor(
+    query_proj: Tensor,
+    key_proj: Tensor,
+    v_weight: Tensor,
+    values: Tensor,
+    key_padding_mask: Tensor | None,
+    num_threads: int | None,
+) -> Tensor:
+    """`additive_attention_cpu(backend="inductor")`: padded keys dropped first, as there."""
+    if query_proj.dtype != torch.float32:
+        raise ValueError(
+            f"backend='inductor' computes a float32 tanh, got {query_proj.dtype}; "
+            "use backend='numpy' for float64"
+        )
+    b, h, t_q, _ = query_proj.shape
+    out = query_proj.new_zeros(b, h, t_q, values.shape[3])
+    intra_op = torch.get_num_threads()
+    torch.set_num_threads(num_threads or intra_op)
+    try:
+        for bi in range(b):
+            keep = None if key_padding_mask is None else (~key_padding_mask[bi]).nonzero()[:, 0]
+            if t_q == 0 or (keep is not None and keep.numel() == 0):
+                continue  # all keys padded: the context stays zero
+            for hi in range(h):
+                kp, v = key_proj[bi, hi].contiguous(), values[bi, hi]
+                if keep is not None:
+                    kp, v = kp[keep], v[keep]
+                qp = query_proj[bi, hi].contiguous()
+                _attend_inductor(qp, kp, v_weight[hi].contiguous(), v, out[bi, hi])
+    finally:
+        torch.set_num_threads(intra_op)
+    return out
 
 
 def additive_context_cpu(

@@ -1,4 +1,4 @@
-"""A float32 tanh as a rational function, compiled by Inductor: a CPU tanh limit candidate.
+"""A float32 tanh as a rational function for Inductor: the CPU tanh limit, a CPU kernel's tanh.
 
 The tanh limit is the fastest float32 tanh the device offers. NumPy's `np.tanh` is that on
 AVX-512 hosts (its SIMD loop is such a rational approximation, ~5e9/s per core), but on an
@@ -6,8 +6,9 @@ AVX2-only host (AMD Zen 3, most laptops) NumPy 2.4 runs float32 tanh at ~3e8/s p
 `torch.tanh` no faster, so a limit taken from those two understates the hardware several
 times and any tanh-bound path reads a flattering fraction of it. Eigen's approximation (the
 one NumPy and Eigen vectorise) written as torch operations and fused by `torch.compile` into
-one vectorised C++ loop is a tanh the CPU does offer: on a Zen 3 host it ran at 1.5-2.1e9/s on
-two threads, 3-4x both library tanh (reports/benchmarks/README.md).
+one vectorised C++ loop is a tanh the CPU does offer: on a Zen 3 host, over an outer sum
+x_i + y_j as additive attention evaluates it, it ran at 1.8-2.1e9/s on two threads, ~4x both
+library tanh (reports/benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -57,8 +58,13 @@ def rational_tanh(x: Tensor) -> Tensor:
     return x * _poly(x2, NUMERATOR) / _poly(x2, DENOMINATOR)
 
 
+def rational_tanh_outer_sum(x: Tensor, y: Tensor) -> Tensor:
+    """x (N,), y (M,) -> sum_ij tanh(x_i + y_j), the (N, M) tanh never stored once compiled."""
+    return rational_tanh(x[:, None] + y[None, :]).sum()
+
+
 @cache
-def compiled_rational_tanh() -> Callable[[Tensor], Tensor]:
-    """`rational_tanh` fused into one loop by Inductor (compiled on first call: ~20 s cold,
-    ~2 s from Inductor's on-disk cache; needs a C++ compiler)."""
-    return torch.compile(rational_tanh, dynamic=False)
+def compiled_rational_tanh_outer_sum() -> Callable[[Tensor, Tensor], Tensor]:
+    """`rational_tanh_outer_sum` fused into one loop by Inductor (compiled on first call: ~20 s
+    cold, ~3 s from Inductor's on-disk cache; needs a C++ compiler)."""
+    return torch.compile(rational_tanh_outer_sum, dynamic=False)
