@@ -225,28 +225,21 @@ register(
         description="fused Triton kernel, online softmax, never builds T_q x T_k x a",
     )
 )
-register(
-    Implementation(
-        "cpu_fast",
-        "additive",
-        partial(_cpu_kernel, "numpy"),
-        CPU,
-        frozenset({"forward"}),
-        unavailable=_cpu_fast_unavailable,
-        description="CPU inference path: tiled NumPy SIMD tanh on threads",
+for name, backend, description in (
+    ("cpu_fast", "numpy", "CPU inference path: tiled NumPy SIMD tanh on threads"),
+    ("cpu_inductor", "inductor", "the CPU kernel with scores fused by Inductor (rational tanh)"),
+):
+    register(
+        Implementation(
+            name,
+            "additive",
+            partial(_cpu_kernel, backend),
+            CPU,
+            frozenset({"forward"}),
+            unavailable=_cpu_fast_unavailable,
+            description=description,
+        )
     )
-)
-register(
-    Implementation(
-        "cpu_inductor",
-        "additive",
-        partial(_cpu_kernel, "inductor"),
-        CPU,
-        frozenset({"forward"}),
-        unavailable=_cpu_fast_unavailable,
-        description="the CPU kernel with scores fused by Inductor (Eigen's rational tanh)",
-    )
-)
 register(
     Implementation(
         "matmul_softmax",
