@@ -29,7 +29,7 @@ CACHE_ELEMENTS = 2**16
 #: the compiled tanh's call: tanh(x_i + y_j) over a 1024 x 1024 outer sum, then summed, as
 #: additive attention uses tanh: 1 Mi tanh from 8 KiB of inputs, so no memory traffic bounds
 #: it. On a 2-core Zen 3 host one call over a stored 1 MiB array ran ~1.5x slower (load, store,
-#: the new output), and a 64 Ki array 2-3x slower (per-call cost: guards, the parallel region).
+#: the new output), and a 64 Ki array 2.5-3.5x slower (per-call cost: guards, the parallel region).
 COMPILED_SIDE = 1024
 
 #: (GPU name fragment, figures): SFU tanh = 16 results/SM/clock x SMs x boost clock

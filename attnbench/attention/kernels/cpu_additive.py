@@ -18,7 +18,9 @@ A rational tanh approximation (Eigen's float32 one, degree 13/6 odd/even polynom
 abs error 3e-7) written as NumPy array operations needs ~20 passes per tile instead of one:
 on a 64K-element cache-resident float32 array it ran at 7.8e8/s against `np.tanh`'s 5.6e9/s
 (7.2x slower, one thread, 2026-11-26), since `np.tanh`'s SIMD loop already fuses such an
-approximation into one pass.
+approximation into one pass. On an AVX2-only host NumPy 2.4 does not vectorise float32 tanh
+(~3e8/s per core), so `backend="inductor"` has `torch.compile` fuse the add, that
+approximation and the v product into one loop instead (no NumPy tiles).
 """
 
 from __future__ import annotations
@@ -161,8 +163,8 @@ def additive_attention_cpu(
 
     `backend="inductor"` (float32 only) computes the scores with `compiled_scores` instead of
     NumPy tiles, on torch's threads: on an AVX2-only host, where NumPy does not vectorise
-    float32 tanh, it ran ~5x faster (reports/benchmarks/README.md); its tanh is Eigen's
-    rational approximation (~3e-7 absolute), NumPy's is exact to float32 rounding.
+    float32 tanh, it ran 3.4-4.1x faster from T=256 (reports/benchmarks/README.md); its tanh
+    is Eigen's rational approximation (~3e-7 absolute), NumPy's exact to float32 rounding.
     """
     _check(query_proj, key_proj, v_weight, values, key_padding_mask)
     if backend not in ("numpy", "inductor"):
