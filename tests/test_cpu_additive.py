@@ -110,7 +110,15 @@ def test_inductor_backend_close_to_float64(monkeypatch):
     holds. Blocks of query rows are split (INDUCTOR_SCORES shrunk), padded keys dropped, and
     an all-padding row gives a zero context, as on the NumPy backend."""
     monkeypatch.setattr(cpu_additive, "INDUCTOR_SCORES", 500)
+    compiled, blocks = cpu_additive.compiled_scores(), []
+
+    def counted(qp, kp, w):
+        blocks.append(qp.shape[0])
+        return compiled(qp, kp, w)
+
+    monkeypatch.setattr(cpu_additive, "compiled_scores", lambda: counted)
     for shape in [(3, 1, 7, 13, 5, 3), (2, 2, 130, 301, 64, 8)]:
+        blocks.clear()
         qp, kp, w, values, mask = inputs(*shape, seed=2)
         with torch.no_grad():
             got = additive_attention_cpu(
@@ -120,6 +128,10 @@ def test_inductor_backend_close_to_float64(monkeypatch):
         assert got.dtype == torch.float32 and got.shape == want.shape
         assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-4)
         assert torch.equal(got[0], torch.zeros_like(got[0]))
+        # the compiled scores ran, every query row once per head of each row with a key
+        b, h, t_q = shape[:3]
+        assert sum(blocks) == (b - 1) * h * t_q
+    assert len(blocks) > 2 * 2  # the 130 queries were split into blocks
 
 
 def test_inductor_backend_refuses_float64_and_unknown_backends():
