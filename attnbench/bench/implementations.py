@@ -123,7 +123,7 @@ def _triton(shape: Shape) -> Kernel:
     return run
 
 
-def _cpu_fast_unavailable() -> str | None:
+def _cpu_kernel_unavailable() -> str | None:
     try:
         import attnbench.attention.kernels.cpu_additive  # noqa: F401
     except ImportError as exc:
@@ -236,7 +236,7 @@ for name, backend, description in (
             partial(_cpu_kernel, backend),
             CPU,
             frozenset({"forward"}),
-            unavailable=_cpu_fast_unavailable,
+            unavailable=_cpu_kernel_unavailable,
             description=description,
         )
     )
