@@ -63,8 +63,9 @@ def test_float32_close_to_float64(shape):
     about (a + T_k) * 6e-8 * |w|*|values| scale; 1e-4 bounds that for these sizes with margin.
     """
     qp, kp, w, values, mask = inputs(*shape, seed=1)
+    args = (qp.float(), kp.float(), w.float(), values.float(), mask)
     with torch.no_grad():
-        got = additive_attention_cpu(qp.float(), kp.float(), w.float(), values.float(), mask)
+        got = additive_attention_cpu(*args, backend="numpy")  # Inductor's: the slow test below
     want = reference(qp, kp, w, values, mask)
     assert got.dtype == torch.float32
     assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-4)
@@ -117,6 +118,8 @@ def test_inductor_backend_close_to_float64(monkeypatch):
         return compiled(qp, kp, w)
 
     monkeypatch.setattr(cpu_additive, "compiled_scores", lambda: counted)
+    assert cpu_additive.resolve_backend("auto", torch.float32) == "inductor"  # it compiles here
+    assert cpu_additive.resolve_backend("auto", torch.float64) == "numpy"
     for shape in [(3, 1, 7, 13, 5, 3), (2, 2, 130, 301, 64, 8)]:
         blocks.clear()
         qp, kp, w, values, mask = inputs(*shape, seed=2)
@@ -139,5 +142,42 @@ def test_inductor_backend_refuses_float64_and_unknown_backends():
     with torch.no_grad():
         with pytest.raises(ValueError, match="backend='inductor' computes a float32 tanh"):
             additive_attention_cpu(qp, kp, w, values, backend="inductor")
-        with pytest.raises(ValueError, match="backend must be 'numpy' or 'inductor'"):
+        with pytest.raises(ValueError, match="backend must be one of auto, numpy, inductor"):
             additive_attention_cpu(qp, kp, w, values, backend="eigen")  # type: ignore[arg-type]
+
+
+def test_auto_backend_falls_back_to_numpy_when_inductor_cannot_compile(monkeypatch):
+    """No C++ compiler: one warning, then the NumPy backend, the same result; float64 never
+    tries Inductor."""
+
+    def no_compiler():
+        raise RuntimeError("no C++ compiler found\nlong compiler log")
+
+    monkeypatch.setattr(cpu_additive, "compiled_scores", lambda: no_compiler())
+    cpu_additive.inductor_compiles.cache_clear()
+    try:
+        qp, kp, w, values, mask = (x.float() for x in inputs(2, 1, 5, 7, 3, 2))
+        with torch.no_grad(), pytest.warns(RuntimeWarning) as warned:
+            got = additive_attention_cpu(qp, kp, w, values, mask)  # auto
+            again = additive_attention_cpu(qp, kp, w, values, mask)
+        assert len(warned) == 1  # checked once per process
+        message = str(warned[0].message)
+        assert "RuntimeError: no C++ compiler found)" in message and "using its NumPy" in message
+        with torch.no_grad():
+            want = additive_attention_cpu(qp, kp, w, values, mask, backend="numpy")
+        assert torch.equal(got, want) and torch.equal(again, want)
+    finally:
+        cpu_additive.inductor_compiles.cache_clear()  # later tests check the real compiler
+
+
+def test_attention_module_passes_its_configured_backend(monkeypatch):
+    """AdditiveAttention's CPU path uses CPU_KERNEL_BACKEND (ATTNBENCH_CPU_KERNEL_BACKEND); a
+    value that is not a backend is one clear error naming the variable."""
+    from attnbench.attention import additive
+    from attnbench.errors import UserError
+
+    monkeypatch.setattr(additive, "CPU_KERNEL_BACKEND", "numpy")
+    assert additive._cpu_kernel().keywords == {"backend": "numpy"}
+    monkeypatch.setattr(additive, "CPU_KERNEL_BACKEND", "fast")
+    with pytest.raises(UserError, match="ATTNBENCH_CPU_KERNEL_BACKEND='fast' is not a CPU"):
+        additive._cpu_kernel()

@@ -20,14 +20,17 @@ on a 64K-element cache-resident float32 array it ran at 7.8e8/s against `np.tanh
 (7.2x slower, one thread, 2026-11-26), since `np.tanh`'s SIMD loop already fuses such an
 approximation into one pass. On an AVX2-only host NumPy 2.4 does not vectorise float32 tanh
 (~3e8/s per core), so `backend="inductor"` has `torch.compile` fuse the add, that
-approximation and the v product into one loop instead (no NumPy tiles).
+approximation and the v product into one loop instead (no NumPy tiles). It won on AVX-512
+hosts too, where it never stores the tile's tanh, so `backend="auto"` takes it for float32
+wherever Inductor compiles (a C++ compiler is needed) and NumPy otherwise.
 """
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -35,7 +38,8 @@ from torch import Tensor
 
 from attnbench.attention.kernels.rational_tanh import rational_tanh
 
-Backend = Literal["numpy", "inductor"]
+Backend = Literal["auto", "numpy", "inductor"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 #: elements per (r, c, a) tile: 2**18 float32 = 1 MiB. Larger tiles mean fewer NumPy calls,
 #: and so less time holding the GIL between the workers' ufunc loops: on this 2-core EPYC,
@@ -134,6 +138,37 @@ def compiled_scores():
     return torch.compile(_scores, dynamic=True)
 
 
+@cache
+def inductor_compiles() -> bool:
+    """Whether `compiled_scores` compiles and runs here, checked once per process on tiny
+    inputs (the compile the first real call would pay). Without a C++ compiler it cannot, and
+    `backend="auto"` then says so once and takes the NumPy backend rather than failing."""
+    try:
+        with torch.no_grad():
+            compiled_scores()(torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(4))
+    except Exception as exc:  # any compile failure means: use NumPy
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        warnings.warn(
+            f"the CPU additive kernel's Inductor backend did not compile here "
+            f"({type(exc).__name__}: {reason}); using its NumPy backend",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
+
+
+def resolve_backend(backend: str, dtype: torch.dtype) -> Backend:
+    """ "numpy" or "inductor" for a call in `dtype`; "auto" takes Inductor for float32 where
+    it compiles (it ran 1.2-4.7x the NumPy backend on AVX-512 and 2.2-4.1x on AVX2 hosts,
+    reports/benchmarks/README.md) and NumPy otherwise (float64 included)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend != "auto":
+        return backend  # type: ignore[return-value]
+    return "inductor" if dtype == torch.float32 and inductor_compiles() else "numpy"
+
+
 def _attend_inductor(qp: Tensor, kp: Tensor, w: Tensor, v: Tensor, out: Tensor) -> None:
     """qp (T_q, a), kp (T, a) valid keys only, w (a,), v (T, dv) -> out (T_q, dv) in place."""
     rows = max(1, INDUCTOR_SCORES // kp.shape[0])
@@ -150,7 +185,7 @@ def additive_attention_cpu(
     key_padding_mask: Tensor | None = None,
     num_threads: int | None = None,
     tile_elements: int = TILE_ELEMENTS,
-    backend: Backend = "numpy",
+    backend: Backend = "auto",
 ) -> Tensor:
     """Context of Bahdanau attention, softmax_j(sum_a w[h,a] tanh(qp_ia + kp_ja)) @ values.
 
@@ -162,14 +197,13 @@ def additive_attention_cpu(
     work, even the single-threaded path ran 3x slower.
 
     `backend="inductor"` (float32 only) computes the scores with `compiled_scores` instead of
-    NumPy tiles, on torch's threads: on an AVX2-only host, where NumPy does not vectorise
-    float32 tanh, it ran 3.4-4.1x faster from T=256 (reports/benchmarks/README.md); its tanh
-    is Eigen's rational approximation (~3e-7 absolute), NumPy's exact to float32 rounding.
+    NumPy tiles, on torch's threads: from T=256 it ran 3.4-4.1x faster on an AVX2-only host,
+    where NumPy does not vectorise float32 tanh, and 1.2-3.8x on an AVX-512 one, where it
+    does (reports/benchmarks/README.md); its tanh is Eigen's rational approximation (~3e-7
+    absolute), NumPy's exact to float32 rounding. `"auto"` (the default): `resolve_backend`.
     """
     _check(query_proj, key_proj, v_weight, values, key_padding_mask)
-    if backend not in ("numpy", "inductor"):
-        raise ValueError(f"backend must be 'numpy' or 'inductor', got {backend!r}")
-    if backend == "inductor":
+    if resolve_backend(backend, query_proj.dtype) == "inductor":
         return _additive_attention_inductor(
             query_proj, key_proj, v_weight, values, key_padding_mask, num_threads
         )
@@ -256,7 +290,7 @@ def additive_context_cpu(
     keys: Tensor,
     values: Tensor,
     key_padding_mask: Tensor | None = None,
-    **options: int,
+    **options: int | str,
 ) -> Tensor:
     """The context an `AdditiveAttention` module computes, via the fast path.
 

@@ -1,12 +1,13 @@
-"""Where the NumPy CPU inference kernel beats AdditiveAttention's reference path, to set
+"""Where the CPU inference kernel beats AdditiveAttention's reference path, to set
 `attnbench.attention.additive.CPU_KERNEL_MIN_WORK` (see ../README.md).
 
-    python reports/benchmarks/cpu/cpu_kernel_threshold.py [--repeats 15]
+    python reports/benchmarks/cpu/cpu_kernel_threshold.py [--repeats 15] [--backends numpy,inductor]
 
 Times `AdditiveAttention(...)(need_weights=True)` (the reference path) and
-`need_weights=False` with the kernel forced on, under no_grad, over decoder-like shapes
-(one query per step) and short blocks of queries; prints ref/kernel per shape with the
-kernel's work per (batch row, head), T_q * T_k * a.
+`need_weights=False` with the kernel forced on, once per kernel backend, under no_grad, over
+decoder-like shapes (one query per step) and short blocks of queries; prints ref/kernel per
+shape and backend with the kernel's work per (batch row, head), T_q * T_k * a. Inductor's
+compile is paid before the first timing.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def ratio(batch: int, t_q: int, t_k: int, dim: int, repeats: int) -> float:
-    """Reference-path time / kernel time for one shape, no_grad."""
+def ratios(
+    batch: int, t_q: int, t_k: int, dim: int, repeats: int, backends: list[str]
+) -> list[float]:
+    """Reference-path time / kernel time for one shape, per backend, no_grad."""
     att = AdditiveAttention(dim, dim, dim)
     query, keys = torch.randn(batch, t_q, dim), torch.randn(batch, t_k, dim)
     prepared = att.prepare_keys(keys)
@@ -43,20 +46,33 @@ def ratio(batch: int, t_q: int, t_k: int, dim: int, repeats: int) -> float:
         return lambda: att(query, keys, keys, prepared_keys=prepared, need_weights=need_weights)
 
     with torch.no_grad():
-        return median_seconds(call(True), repeats) / median_seconds(call(False), repeats)
+        reference = median_seconds(call(True), repeats)
+        kernel = []
+        for backend in backends:
+            additive.CPU_KERNEL_BACKEND = backend
+            kernel.append(median_seconds(call(False), repeats))
+    return [reference / seconds for seconds in kernel]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument(
+        "--backends", default="numpy,inductor", help="kernel backends to time, comma-separated"
+    )
     args = parser.parse_args()
+    backends = args.backends.split(",")
     additive.CPU_KERNEL_MIN_WORK = 0  # the kernel at every shape, to compare it
     print(f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    print("| B | T_q | T_k | a | T_q*T_k*a | reference / kernel |\n|---|---|---|---|---|---|")
+    columns = " | ".join(f"reference / {backend}" for backend in backends)
+    print(
+        f"| B | T_q | T_k | a | T_q*T_k*a | {columns} |\n|---|---|---|---|---|"
+        + "---|" * len(backends)
+    )
     for batch, t_q, t_k, dim in itertools.product((16, 64), (1, 8), (16, 64, 128), (128, 512)):
-        speedup = ratio(batch, t_q, t_k, dim, args.repeats)
-        print(f"| {batch} | {t_q} | {t_k} | {dim} | {t_q * t_k * dim} | {speedup:.2f}x |",
-              flush=True)  # fmt: skip
+        speedups = ratios(batch, t_q, t_k, dim, args.repeats, backends)
+        cells = " | ".join(f"{s:.2f}x" for s in speedups)
+        print(f"| {batch} | {t_q} | {t_k} | {dim} | {t_q * t_k * dim} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":
