@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from attnbench.errors import UserError
+from attnbench.settings import check_environment
 
 app = typer.Typer(
     help="Benchmark additive (Bahdanau) vs multiplicative (Luong) attention in Seq2Seq models.",
@@ -460,6 +461,7 @@ def main() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
+        check_environment()
         app()
     except UserError as exc:
         typer.echo(f"attnbench: error: {exc}", err=True)

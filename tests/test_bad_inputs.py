@@ -220,3 +220,16 @@ def test_unreachable_mlflow_server_fails_fast_before_anything_runs(monkeypatch, 
 
 def test_catalogue_has_at_least_twenty_entries():
     assert len(CASES) >= 20
+
+
+def test_a_bad_kernel_backend_setting_stops_the_command_before_it_starts(
+    tmp_path, monkeypatch, capsys
+):
+    """ATTNBENCH_CPU_KERNEL_BACKEND is read deep in the attention; the CLI checks it first."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ATTNBENCH_CPU_KERNEL_BACKEND", "fast")
+    code, err = run_cli(["run", "--preset", "quick"], monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "ATTNBENCH_CPU_KERNEL_BACKEND='fast' is not a CPU kernel backend" in err
+    assert "auto, numpy, inductor" in err
+    assert not (tmp_path / "attnbench-runs").exists()

@@ -21,7 +21,6 @@ mode, so training in float32 keeps float32 results.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from functools import partial
 
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.attention.base import Attention, merge_heads, split_heads
-from attnbench.errors import UserError
+from attnbench.settings import cpu_kernel_backend
 
 #: dtypes each fused path computes in (both accumulate in float32 or better)
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -40,11 +39,10 @@ _CPU_DTYPES = (torch.float32, torch.float64)
 #: short sources, where its per-block overhead dominates
 #: (reports/benchmarks/cpu/cpu_kernel_threshold.py; table in reports/benchmarks/README.md)
 CPU_KERNEL_MIN_WORK = 2**18
-#: where the CPU kernel computes its scores: "auto" (Inductor for float32 where it compiles,
-#: else NumPy), "numpy" or "inductor" (kernels/cpu_additive.py). Inductor's first call in a
-#: process compiles (~5-20 s); "numpy" avoids that, e.g. for short-lived processes
-CPU_KERNEL_BACKEND_ENV = "ATTNBENCH_CPU_KERNEL_BACKEND"
-CPU_KERNEL_BACKEND = os.environ.get(CPU_KERNEL_BACKEND_ENV, "auto")
+#: where the CPU kernel computes its scores: "numpy", "inductor" or "auto" (Inductor for
+#: float32 where it compiles, else NumPy; kernels/cpu_additive.py); None: what
+#: ATTNBENCH_CPU_KERNEL_BACKEND says, NumPy by default (settings.py says why)
+CPU_KERNEL_BACKEND: str | None = None
 #: the Triton kernel only from this many queries: each of its programs computes a tile of 32
 #: queries (the default block), so a decoder step (T_q = 1) would waste 31/32 of the kernel's
 #: tanh, and the (B, T_q, T_k, a) tensor it avoids is small there anyway
@@ -81,15 +79,10 @@ def cuda_kernel_from(tanh_per_call: int) -> Iterator[None]:
 def _cpu_kernel():
     """The CPU inference kernel with `CPU_KERNEL_BACKEND`, or None where it does not import."""
     try:
-        from attnbench.attention.kernels.cpu_additive import BACKENDS, additive_attention_cpu
+        from attnbench.attention.kernels.cpu_additive import additive_attention_cpu
     except ImportError:
         return None
-    if CPU_KERNEL_BACKEND not in BACKENDS:
-        raise UserError(
-            f"{CPU_KERNEL_BACKEND_ENV}={CPU_KERNEL_BACKEND!r} is not a CPU kernel backend; "
-            f"set it to one of {', '.join(BACKENDS)} or unset it (auto)"
-        )
-    return partial(additive_attention_cpu, backend=CPU_KERNEL_BACKEND)
+    return partial(additive_attention_cpu, backend=CPU_KERNEL_BACKEND or cpu_kernel_backend())
 
 
 def _cuda_kernel():

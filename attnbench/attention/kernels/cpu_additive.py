@@ -21,8 +21,9 @@ on a 64K-element cache-resident float32 array it ran at 7.8e8/s against `np.tanh
 approximation into one pass. On an AVX2-only host NumPy 2.4 does not vectorise float32 tanh
 (~3e8/s per core), so `backend="inductor"` has `torch.compile` fuse the add, that
 approximation and the v product into one loop instead (no NumPy tiles). It won on AVX-512
-hosts too, where it never stores the tile's tanh, so `backend="auto"` takes it for float32
-wherever Inductor compiles (a C++ compiler is needed) and NumPy otherwise.
+hosts too, where it never stores the tile's tanh; `backend="auto"` takes it for float32
+wherever Inductor compiles (a C++ compiler is needed) and NumPy otherwise. NumPy stays the
+default: Inductor's compile costs each process seconds.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def additive_attention_cpu(
     key_padding_mask: Tensor | None = None,
     num_threads: int | None = None,
     tile_elements: int = TILE_ELEMENTS,
-    backend: Backend = "auto",
+    backend: Backend = "numpy",
 ) -> Tensor:
     """Context of Bahdanau attention, softmax_j(sum_a w[h,a] tanh(qp_ia + kp_ja)) @ values.
 
@@ -200,7 +201,7 @@ def additive_attention_cpu(
     NumPy tiles, on torch's threads: from T=256 it ran 3.4-4.1x faster on an AVX2-only host,
     where NumPy does not vectorise float32 tanh, and 1.2-3.8x on an AVX-512 one, where it
     does (reports/benchmarks/README.md); its tanh is Eigen's rational approximation (~3e-7
-    absolute), NumPy's exact to float32 rounding. `"auto"` (the default): `resolve_backend`.
+    absolute), NumPy's exact to float32 rounding. `"auto"`: `resolve_backend`.
     """
     _check(query_proj, key_proj, v_weight, values, key_padding_mask)
     if resolve_backend(backend, query_proj.dtype) == "inductor":
