@@ -173,8 +173,10 @@ def test_auto_backend_falls_back_to_numpy_when_inductor_cannot_compile(monkeypat
 def test_attention_module_takes_its_backend_from_the_environment(monkeypatch):
     """AdditiveAttention's CPU path: ATTNBENCH_CPU_KERNEL_BACKEND, NumPy when unset (Inductor's
     compile did not pay in the pipelines); CPU_KERNEL_BACKEND overrides it in code."""
+    from attnbench import settings
     from attnbench.attention import additive
 
+    assert settings.CPU_KERNEL_BACKENDS == cpu_additive.BACKENDS  # what the CLI checks
     monkeypatch.delenv("ATTNBENCH_CPU_KERNEL_BACKEND", raising=False)
     assert additive._cpu_kernel().keywords == {"backend": "numpy"}
     monkeypatch.setenv("ATTNBENCH_CPU_KERNEL_BACKEND", "auto")

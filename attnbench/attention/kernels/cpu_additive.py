@@ -160,9 +160,9 @@ def inductor_compiles() -> bool:
 
 
 def resolve_backend(backend: str, dtype: torch.dtype) -> Backend:
-    """ "numpy" or "inductor" for a call in `dtype`; "auto" takes Inductor for float32 where
-    it compiles (it ran 1.2-4.7x the NumPy backend on AVX-512 and 2.2-4.1x on AVX2 hosts,
-    reports/benchmarks/README.md) and NumPy otherwise (float64 included)."""
+    """The backend a call in `dtype` runs. "auto" takes Inductor for float32 where it
+    compiles (it ran 1.2-3.8x the NumPy backend on an AVX-512 host and 2.2-4.1x on an AVX2
+    one, reports/benchmarks/README.md) and NumPy otherwise (float64 included)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend != "auto":
