@@ -148,7 +148,7 @@ def inductor_compiles() -> bool:
         with torch.no_grad():
             compiled_scores()(torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(4))
     except Exception as exc:  # any compile failure means: use NumPy
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = next(iter(str(exc).strip().splitlines()), "")  # a compiler log is long
         warnings.warn(
             f"the CPU additive kernel's Inductor backend did not compile here "
             f"({type(exc).__name__}: {reason}); using its NumPy backend",
