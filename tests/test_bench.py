@@ -72,6 +72,17 @@ def test_tiny_grid_gives_well_formed_rows(fast_limits):
     assert rows["length"].iloc[0] == 32
 
 
+@pytest.mark.slow  # Inductor compiles the fused scores' forward and backward
+def test_the_fused_cpu_scores_are_checked_and_timed_both_ways(fast_limits):
+    """The training path's implementation matches the float64 reference forward and
+    backward (the runner checks it, with a padding mask, before timing it)."""
+    rows = pd.DataFrame(tiny(["materialised", "fused_scores"], lengths=(24,)).rows)
+    assert len(rows) == 4 and set(rows["status"]) == {"ok"}
+    fused = rows[rows["implementation"] == "fused_scores"]
+    assert sorted(fused["mode"]) == ["backward", "forward"]
+    assert (fused["max_abs_error"] < 1e-4).all()
+
+
 def test_a_child_process_measures_peak_rss():
     cell = Cell("forward", "materialised", 256, 1, 1, 64, "float32", "cpu")
     row = run_cell_in_child(cell, warmup=1, repeats=2, max_seconds=1.0, timeout_s=120)
@@ -304,7 +315,8 @@ def test_the_plain_implementations_stay_plain(monkeypatch, name, family):
     additive kernels); the plain rows must not, or the table compares a kernel with itself."""
     import torch.nn.functional as F
 
-    from attnbench.attention.kernels import cpu_additive
+    from attnbench.attention import additive
+    from attnbench.attention.kernels import cpu_additive, cpu_scores
     from attnbench.bench.problem import Shape, make_problem
 
     def fused(*args, **kwargs):
@@ -312,6 +324,9 @@ def test_the_plain_implementations_stay_plain(monkeypatch, name, family):
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", fused)
     monkeypatch.setattr(cpu_additive, "additive_attention_cpu", fused)
+    monkeypatch.setattr(cpu_scores, "fused_additive_scores", fused)
+    monkeypatch.setattr(additive, "CPU_KERNEL_BACKEND", "inductor")  # where the module would
+    monkeypatch.setattr(additive, "CPU_SCORES_MIN_WORK", 0)
     shape = Shape(batch=2, heads=1, length_q=5, length_k=7, dim=4, value_dim=4)
     with torch.no_grad():
         context = REGISTRY[name].build(shape)(make_problem(shape, family))
@@ -331,6 +346,8 @@ TINY_STEP = "--batch 2 --src-len 6 --tgt-len 5 --hidden 32 --vocab 50"
         (f"training_step_changes.py --parts 4 --cells 2x6x5 {TINY_STEP}",
          "| B=2 S=6 T=5 | per step |"),
         ("cpu_kernel_threshold.py", "| B | T_q | T_k | a |"),
+        ("cpu_scores_threshold.py --repeats 1 --shapes 2 --steps 1",
+         "| hidden 128, B=110, S=T=18 |"),
         (f"decoder_loop_bounds.py --rounds 1 {TINY_STEP}", "ratio gathered"),
     ],
 )  # fmt: skip

@@ -43,6 +43,11 @@ CPU_KERNEL_MIN_WORK = 2**18
 #: float32 where it compiles, else NumPy; kernels/cpu_additive.py); None: what
 #: ATTNBENCH_CPU_KERNEL_BACKEND says, NumPy by default (settings.py says why)
 CPU_KERNEL_BACKEND: str | None = None
+#: the Inductor-fused CPU scores only from this many tanh per call, B*H*T_q*T_k*a: below it
+#: the compiled functions' fixed cost per call (~0.3 ms each way: guards, dispatch) ate what
+#: they saved, e.g. at a decoder step's 2**19 (B=16, T_k=64, a=512) a whole training step
+#: was no faster (reports/benchmarks/README.md)
+CPU_SCORES_MIN_WORK = 2**21
 #: the Triton kernel only from this many queries: each of its programs computes a tile of 32
 #: queries (the default block), so a decoder step (T_q = 1) would waste 31/32 of the kernel's
 #: tanh, and the (B, T_q, T_k, a) tensor it avoids is small there anyway
@@ -123,6 +128,24 @@ def fused_path(
     return "cpu" if tanh_per_row_and_head >= CPU_KERNEL_MIN_WORK else None
 
 
+def cpu_scores_apply(device: str, dtypes: set[torch.dtype], tanh_per_call: int) -> bool:
+    """Whether a score call takes the Inductor-fused CPU scores (kernels/cpu_scores.py).
+
+    Float32 only (its tanh is float32-accurate), from `CPU_SCORES_MIN_WORK` tanh, and only
+    where the CPU kernel backend (`CPU_KERNEL_BACKEND`, else ATTNBENCH_CPU_KERNEL_BACKEND)
+    resolves to Inductor: the compile costs each process seconds, so NumPy, the default,
+    keeps training on the reference formula.
+    """
+    if device != "cpu" or dtypes != {torch.float32} or tanh_per_call < CPU_SCORES_MIN_WORK:
+        return False
+    backend = CPU_KERNEL_BACKEND or cpu_kernel_backend()
+    if backend == "numpy":
+        return False
+    from attnbench.attention.kernels.cpu_additive import resolve_backend
+
+    return resolve_backend(backend, torch.float32) == "inductor"
+
+
 class AdditiveAttention(Attention):
     """Bahdanau attention. `chunk_size` bounds memory on long inputs.
 
@@ -155,10 +178,25 @@ class AdditiveAttention(Attention):
         return self.key_proj(keys)
 
     def score(self, query: Tensor, prepared_keys: Tensor) -> Tensor:
-        """query (B, T_q, D_q), prepared_keys (B, T_k, A) -> scores (B, H, T_q, T_k)."""
+        """query (B, T_q, D_q), prepared_keys (B, T_k, A) -> scores (B, H, T_q, T_k).
+
+        On CPU in float32 the Inductor-fused scores where `cpu_scores_apply` says they pay,
+        the reference formula otherwise; both differentiable.
+        """
+        q, k = self._score_inputs(query, prepared_keys)
+        dtypes = {q.dtype, k.dtype, self.v.weight.dtype}
+        if cpu_scores_apply(q.device.type, dtypes, q[..., 0].numel() * k.shape[2] * q.shape[3]):
+            return self._fused_scores(q, k)
+        return self._reference_scores(q, k)
+
+    def _score_inputs(self, query: Tensor, prepared_keys: Tensor) -> tuple[Tensor, Tensor]:
+        """-> W_a s (B, H, T_q, a) and U_a h + b (B, H, T_k, a), per head."""
         heads = self.num_heads
-        q = split_heads(self.query_proj(query), heads).unsqueeze(3)  # (B, H, T_q, 1, a)
-        k = split_heads(prepared_keys, heads).unsqueeze(2)  # (B, H, 1, T_k, a)
+        return split_heads(self.query_proj(query), heads), split_heads(prepared_keys, heads)
+
+    def _reference_scores(self, q: Tensor, k: Tensor) -> Tensor:
+        """The formula in PyTorch operations, `chunk_size` keys at a time: (B, H, T_q, T_k)."""
+        q, k = q.unsqueeze(3), k.unsqueeze(2)  # (B, H, T_q, 1, a), (B, H, 1, T_k, a)
         t_k = k.shape[3]
         step = t_k if self.chunk_size is None else self.chunk_size
         chunks = [
@@ -166,6 +204,12 @@ class AdditiveAttention(Attention):
             for start in range(0, t_k, step)
         ]  # each (B, H, T_q, c)
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=-1)
+
+    def _fused_scores(self, q: Tensor, k: Tensor) -> Tensor:
+        """The same scores from kernels/cpu_scores.py: no (B, H, T_q, T_k, a) tensor kept."""
+        from attnbench.attention.kernels.cpu_scores import fused_additive_scores
+
+        return fused_additive_scores(q, k, self.v.weight.view(self.num_heads, -1))
 
     def _v_dot(self, hidden: Tensor) -> Tensor:
         """hidden (B, H, T_q, c, a) -> v_a^T hidden per head, (B, H, T_q, c).

@@ -63,17 +63,30 @@ def register(impl: Implementation) -> Implementation:
 
 
 class _ReferenceAdditive(AdditiveAttention):
-    """AdditiveAttention on its reference path only: its `forward(need_weights=False)` would
-    otherwise dispatch to the fused kernels, which are timed as implementations of their own."""
+    """AdditiveAttention on its reference path only: its `forward(need_weights=False)` and
+    `score` would otherwise dispatch to the fused kernels, which are timed as implementations
+    of their own."""
 
     def forward(self, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor | None]:
         return Attention.forward(self, *args, **kwargs)
 
+    def score(self, query: Tensor, prepared_keys: Tensor) -> Tensor:
+        return self._reference_scores(*self._score_inputs(query, prepared_keys))
 
-def _additive_module(shape: Shape, chunk_size: int | None) -> AdditiveAttention:
+
+class _FusedScoresAdditive(_ReferenceAdditive):
+    """AdditiveAttention with its scores always from the Inductor-fused CPU function."""
+
+    def score(self, query: Tensor, prepared_keys: Tensor) -> Tensor:
+        return self._fused_scores(*self._score_inputs(query, prepared_keys))
+
+
+def _additive_module(
+    shape: Shape, chunk_size: int | None, module: type[AdditiveAttention] = _ReferenceAdditive
+) -> AdditiveAttention:
     """The library's AdditiveAttention with W_a = identity: the inputs are already projected."""
     width = shape.heads * shape.dim
-    att = _ReferenceAdditive(width, width, attn_dim=width, num_heads=shape.heads)
+    att = module(width, width, attn_dim=width, num_heads=shape.heads)
     att.chunk_size = chunk_size
     att.query_proj = nn.Identity()  # type: ignore[assignment]
     return att
@@ -104,6 +117,10 @@ def _chunked(shape: Shape) -> Kernel:
 
 def _compiled(shape: Shape) -> Kernel:
     return torch.compile(partial(_additive_call, _additive_module(shape, None)))
+
+
+def _fused_scores(shape: Shape) -> Kernel:
+    return partial(_additive_call, _additive_module(shape, None, _FusedScoresAdditive))
 
 
 def _triton_unavailable() -> str | None:
@@ -213,6 +230,16 @@ register(
         _compiled,
         BOTH,
         description="torch.compile of the materialised formula (Inductor fuses it)",
+    )
+)
+register(
+    Implementation(
+        "fused_scores",
+        "additive",
+        _fused_scores,
+        CPU,
+        description="AdditiveAttention's CPU training path (float32): scores fused by Inductor, "
+        "backward recomputes the tanh",
     )
 )
 register(

@@ -63,6 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     backends = args.backends.split(",")
     additive.CPU_KERNEL_MIN_WORK = 0  # the kernel at every shape, to compare it
+    additive.CPU_SCORES_MIN_WORK = 2**62  # and the reference path on the formula throughout
     print(f"{torch.get_num_threads()} threads, median of {args.repeats}")
     columns = " | ".join(f"reference / {backend}" for backend in backends)
     print(
