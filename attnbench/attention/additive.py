@@ -11,8 +11,10 @@ queries and `CUDA_KERNEL_MIN_WORK` tanh per call, the fused Triton kernel
 (kernels/triton_additive.py, differentiable, tanh never stored); on CPU, when no gradient is
 needed and the problem is large enough to pay for it (`CPU_KERNEL_MIN_WORK`), the CPU
 inference kernel (kernels/cpu_additive.py; its backend: `CPU_KERNEL_BACKEND`). Both compute
-the same formula; anything else
-(other devices or dtypes, CPU training, small problems) takes the reference path below. On
+the same formula; anything else (other devices or dtypes, CPU training, small problems) takes
+the reference path below. There, with the Inductor backend (not the default), float32 CPU
+calls from `CPU_SCORES_MIN_WORK` tanh take their scores from kernels/cpu_scores.py, which
+never keeps the (B, H, T_q, T_k, a) tanh and trains 1.1-1.3x faster (`score`). On
 CUDA the kernel uses the hardware tanh.approx and TF32 dots only for 16-bit inputs (mixed
 precision, where they are below the inputs' own rounding); float32 inputs get its precise
 mode, so training in float32 keeps float32 results.
@@ -43,11 +45,12 @@ CPU_KERNEL_MIN_WORK = 2**18
 #: float32 where it compiles, else NumPy; kernels/cpu_additive.py); None: what
 #: ATTNBENCH_CPU_KERNEL_BACKEND says, NumPy by default (settings.py says why)
 CPU_KERNEL_BACKEND: str | None = None
-#: the Inductor-fused CPU scores only from this many tanh per call, B*H*T_q*T_k*a: below it
-#: the compiled functions' fixed cost per call (~0.3 ms each way: guards, dispatch) ate what
-#: they saved, e.g. at a decoder step's 2**19 (B=16, T_k=64, a=512) a whole training step
-#: was no faster (reports/benchmarks/README.md)
-CPU_SCORES_MIN_WORK = 2**21
+#: the Inductor-fused CPU scores only from this many tanh per call, B*H*T_q*T_k*a. In two
+#: runs of reports/benchmarks/cpu/cpu_scores_threshold.py (Zen 3 host) every shape from here
+#: won, forward + backward (1.07-1.34x at 2**20, up to 6x for whole sentences); at 2**19 one
+#: decoder step of six lost (0.74x): the compiled functions' fixed cost per call (guards,
+#: dispatch: ~0.3 ms each way) is about what they save there
+CPU_SCORES_MIN_WORK = 2**20
 #: the Triton kernel only from this many queries: each of its programs computes a tile of 32
 #: queries (the default block), so a decoder step (T_q = 1) would waste 31/32 of the kernel's
 #: tanh, and the (B, T_q, T_k, a) tensor it avoids is small there anyway
@@ -185,7 +188,7 @@ class AdditiveAttention(Attention):
         """
         q, k = self._score_inputs(query, prepared_keys)
         dtypes = {q.dtype, k.dtype, self.v.weight.dtype}
-        if cpu_scores_apply(q.device.type, dtypes, q[..., 0].numel() * k.shape[2] * q.shape[3]):
+        if cpu_scores_apply(q.device.type, dtypes, q.numel() * k.shape[2]):  # B*H*T_q*a*T_k
             return self._fused_scores(q, k)
         return self._reference_scores(q, k)
 
