@@ -11,13 +11,17 @@ import os
 
 from attnbench.errors import UserError
 
-#: the CPU additive-attention kernel's backend (attention/kernels/cpu_additive.py)
+#: the CPU additive-attention kernel's backend (attention/kernels/cpu_additive.py); Inductor
+#: (`inductor`, or `auto` where it compiles) also fuses the scores of CPU training in float32
+#: (attention/kernels/cpu_scores.py)
 CPU_KERNEL_BACKEND_ENV = "ATTNBENCH_CPU_KERNEL_BACKEND"
 CPU_KERNEL_BACKENDS = ("auto", "numpy", "inductor")
 #: NumPy by default: the Inductor backend is 1.7-2.4x faster per call from 2^18 tanh, but
 #: its compile costs each process ~4 s (cached) to ~20 s, and in the presets' validation, the
 #: one place the pipelines run this kernel (1-2 batches in 4-9), it saved nothing measurable
-#: (reports/benchmarks/README.md). Long-sequence inference should set "auto"
+#: (reports/benchmarks/README.md). Long-sequence inference should set "auto", and so should
+#: longer CPU training of additive attention: one multi30k-cpu epoch took 125 s against
+#: 132-140 s, compiles included, and `quick`'s steps gain only 1.11x
 DEFAULT_CPU_KERNEL_BACKEND = "numpy"
 
 
