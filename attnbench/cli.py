@@ -423,6 +423,16 @@ def ui(
         proc.wait(timeout=20)
 
 
+#: what Prefect's RuntimeError says when its ephemeral server did not start in time, and
+#: what attnbench says instead of the traceback
+EPHEMERAL_SERVER_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+EPHEMERAL_SERVER_HINT = (
+    "Prefect's temporary server did not start in time (a slow or busy machine); set "
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS higher (attnbench's default: 120), or "
+    "start one (`prefect server start`) and set PREFECT_API_URL; then rerun the same command "
+    "to resume"
+)
+
 #: what an interrupted command tells the user: flows resume by themselves, `train` on request
 RESUME_HINT = "rerun the same command to resume (for `attnbench train`, add --resume)"
 
@@ -466,6 +476,11 @@ def main() -> None:
     except UserError as exc:
         typer.echo(f"attnbench: error: {exc}", err=True)
         sys.exit(2)
+    except RuntimeError as exc:
+        if EPHEMERAL_SERVER_TIMEOUT not in str(exc):
+            raise
+        typer.echo(f"attnbench: error: {EPHEMERAL_SERVER_HINT}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         _fail_runs_left_open("interrupted (Ctrl+C)")
         typer.echo(f"attnbench: interrupted; {RESUME_HINT}", err=True)

@@ -19,6 +19,11 @@ for _key, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_key, _value)
 
 DEFAULT_WORKDIR = "attnbench-runs"
+#: seconds to wait for Prefect's ephemeral server to start. Its own default, 20 s, was too
+#: short for the first start after a fresh install on a 2-core Zen 3 VM: `make run` failed
+#: there on a fresh clone (2026-11-27). A value the user sets in the environment wins
+EPHEMERAL_STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+EPHEMERAL_STARTUP_TIMEOUT_S = 120
 
 
 @contextmanager
@@ -30,9 +35,11 @@ def process_settings() -> Iterator[None]:
     process, so nothing could ever read a flow run's heartbeats (a server can use them to mark
     crashed runs); yet each flow run's heartbeat thread held up its end by ~1 s (it sleeps in
     1 s steps and is joined), seven flow runs in `attnbench run`. There they are off; against
-    a server they stay on."""
+    a server they stay on. The ephemeral server also gets `EPHEMERAL_STARTUP_TIMEOUT_S` to
+    start unless the user set its timeout."""
     from prefect.settings import (
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         get_current_settings,
         temporary_settings,
     )
@@ -40,7 +47,10 @@ def process_settings() -> Iterator[None]:
     if get_current_settings().api.url:
         yield
         return
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    if EPHEMERAL_STARTUP_TIMEOUT_ENV not in os.environ:
+        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = EPHEMERAL_STARTUP_TIMEOUT_S
+    with temporary_settings(updates=updates):
         yield
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -233,3 +234,40 @@ def test_a_bad_kernel_backend_setting_stops_the_command_before_it_starts(
     assert "ATTNBENCH_CPU_KERNEL_BACKEND='fast' is not a CPU kernel backend" in err
     assert "auto, numpy, inductor" in err
     assert not (tmp_path / "attnbench-runs").exists()
+
+
+@pytest.mark.slow  # starts (and times out) a real ephemeral Prefect server in a fresh process
+def test_a_prefect_server_that_does_not_start_in_time_is_one_clear_line(tmp_path, shared_data):
+    """Prefect's own RuntimeError and traceback become one line saying what to raise; the
+    user's PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS wins over attnbench's default
+    (here 1 s, shorter than any start: a fresh process in a fresh PREFECT_HOME)."""
+    import subprocess
+
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
+           "ATTNBENCH_DATA_DIR": str(shared_data),
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}  # fmt: skip
+    env.pop("PREFECT_API_URL", None)
+    attnbench = Path(sys.executable).with_name("attnbench")
+    done = subprocess.run([str(attnbench), "run", "--preset", "quick"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    # Prefect's own log lines (starting, then stopping, its server) stay around it
+    errors = [line for line in done.stderr.splitlines() if line.startswith("attnbench: error:")]
+    assert len(errors) == 1, done.stderr[-2000:]
+    assert "Prefect's temporary server did not start in time" in errors[0]
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in errors[0]
+
+
+def test_the_ephemeral_server_gets_longer_to_start_unless_the_user_says(monkeypatch):
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as TIMEOUT
+
+    from flows._common import EPHEMERAL_STARTUP_TIMEOUT_S, process_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", raising=False)
+    with process_settings():
+        assert TIMEOUT.value() == EPHEMERAL_STARTUP_TIMEOUT_S == 120
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "7")
+    with process_settings():
+        assert TIMEOUT.value() != EPHEMERAL_STARTUP_TIMEOUT_S  # the user's setting stays
