@@ -10,9 +10,9 @@ decoder steps (T_q = 1, the Bahdanau decoder) and whole target sentences (T_q = 
 Luong decoder); prints formula / fused per shape with the tanh per call, B * T_q * T_k * a.
 The compile is paid before the first timing.
 
-`--steps N` also times the first N of three whole training steps (fused Adam, vocab 6000, random full-length
-sentences) of the Luong-decoder models the CPU presets train, at batch shapes like theirs,
-each backend's step in turns on one model pair with the same weights.
+`--steps N` also times the first N of three whole training steps (fused Adam, vocab 6000,
+random full-length sentences) of the Luong-decoder models the CPU presets train, at batch
+shapes like theirs, each backend's step in turns on one model pair with the same weights.
 """
 
 from __future__ import annotations
