@@ -242,10 +242,11 @@ def decoder_loop_fn(model: Seq2Seq, data: dict[str, Tensor]) -> Callable[[], Non
         state = dec.init_state(final.detach().requires_grad_())
         embedded = dec.embedding(data["tgt_in"])
         outputs, contexts = [], []
-        for t in range(embedded.shape[1]):  # as BahdanauDecoder.forward: the steps, then readout
-            out, ctx, state, _ = dec._recur(embedded[:, t : t + 1], state, memory, False)
-            outputs.append(out)
-            contexts.append(ctx)
+        with dec._teacher_forcing(data["tgt_in"]):  # as BahdanauDecoder.forward: steps, readout
+            for t in range(embedded.shape[1]):
+                out, ctx, state, _ = dec._recur(embedded[:, t : t + 1], state, memory, False)
+                outputs.append(out)
+                contexts.append(ctx)
         dec._readout(torch.cat(outputs, 1), torch.cat(contexts, 1), embedded).sum().backward()
 
     return loop

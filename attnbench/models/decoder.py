@@ -12,6 +12,8 @@ Shapes: B batch, S source length, T target length, H hidden size, E embedding si
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -21,6 +23,7 @@ from torch import Tensor, nn
 
 from attnbench.attention import Attention
 from attnbench.models.encoder import RNN_CLASSES, RNNType
+from attnbench.models.stepwise_rnn import StepwiseRNN
 
 DecoderStyle = Literal["bahdanau", "luong"]
 
@@ -68,6 +71,9 @@ class AttentiveDecoder(nn.Module):
     """Embedding, recurrence, attention, readout and generator; styles differ in `_step`."""
 
     style: DecoderStyle
+    #: teacher-forced steps on CPU gather the RNN's weight gradients (`stepwise_rnn`); the
+    #: benchmark scripts turn it off on a copy to time the difference
+    gather_weight_grads: bool = True
 
     def __init__(
         self,
@@ -97,6 +103,7 @@ class AttentiveDecoder(nn.Module):
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.is_lstm = rnn == "lstm"
+        self._stepwise: StepwiseRNN | None = None
 
     def memory(self, encoder_outputs: Tensor, src_mask: Tensor) -> Memory:
         """encoder_outputs (B, S, H), src_mask (B, S) -> Memory, key projection done once."""
@@ -137,6 +144,19 @@ class AttentiveDecoder(nn.Module):
             return output, replace(state, hidden=hx[0], cell=hx[1])
         return output, replace(state, hidden=hx)
 
+    @contextmanager
+    def _teacher_forcing(self, tgt_in: Tensor) -> Iterator[None]:
+        """Around a teacher-forced loop over tgt_in (B, T): its steps share one `StepwiseRNN`
+        where gathering pays (CPU, gradients wanted); CUDA keeps its fused cell kernels."""
+        weight = self.rnn.weight_ih_l0
+        if (self.gather_weight_grads and torch.is_grad_enabled() and weight.requires_grad
+                and weight.device.type == "cpu"):  # fmt: skip
+            self._stepwise = StepwiseRNN(self.rnn, tgt_in.shape[1], tgt_in.shape[0])
+        try:
+            yield
+        finally:
+            self._stepwise = None
+
     def _rnn_step(self, rnn_input: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """One time step through every layer with `self.rnn`'s own weights and dropout.
 
@@ -145,6 +165,9 @@ class AttentiveDecoder(nn.Module):
         cell functions below, fwd+bwd at B=16, H=512 (reports/benchmarks/README.md).
         """
         x = rnn_input.squeeze(1)
+        if self._stepwise is not None:
+            x, hidden, cell = self._stepwise.step(x, state.hidden, state.cell)
+            return x.unsqueeze(1), replace(state, hidden=hidden, cell=cell)
         hiddens, cells = [], []
         for layer in range(self.num_layers):
             weights = [getattr(self.rnn, f"{name}_l{layer}") for name in RNN_WEIGHTS]
@@ -183,10 +206,11 @@ class AttentiveDecoder(nn.Module):
         """
         embedded = self.dropout(self.embedding(tgt_in))
         pres, weights = [], []
-        for t in range(tgt_in.shape[1]):
-            pre, state, w = self._step(embedded[:, t : t + 1], state, memory, need_weights)
-            pres.append(pre)
-            weights.append(w)
+        with self._teacher_forcing(tgt_in):
+            for t in range(tgt_in.shape[1]):
+                pre, state, w = self._step(embedded[:, t : t + 1], state, memory, need_weights)
+                pres.append(pre)
+                weights.append(w)
         pre_all = torch.cat(pres, dim=1)
         all_weights = torch.cat(weights, dim=1) if need_weights else None
         return self.generator(self.dropout(pre_all)), all_weights
@@ -232,13 +256,14 @@ class BahdanauDecoder(AttentiveDecoder):
         """
         embedded = self.dropout(self.embedding(tgt_in))
         outputs, contexts, weights = [], [], []
-        for t in range(tgt_in.shape[1]):
-            output, context, state, w = self._recur(
-                embedded[:, t : t + 1], state, memory, need_weights
-            )
-            outputs.append(output)
-            contexts.append(context)
-            weights.append(w)
+        with self._teacher_forcing(tgt_in):
+            for t in range(tgt_in.shape[1]):
+                output, context, state, w = self._recur(
+                    embedded[:, t : t + 1], state, memory, need_weights
+                )
+                outputs.append(output)
+                contexts.append(context)
+                weights.append(w)
         pre = self._readout(torch.cat(outputs, dim=1), torch.cat(contexts, dim=1), embedded)
         all_weights = torch.cat(weights, dim=1) if need_weights else None
         return self.generator(self.dropout(pre)), all_weights
