@@ -348,7 +348,7 @@ TINY_STEP = "--batch 2 --src-len 6 --tgt-len 5 --hidden 32 --vocab 50"
         ("cpu_kernel_threshold.py", "| B | T_q | T_k | a |"),
         ("cpu_scores_threshold.py --repeats 1 --shapes 2 --steps 1",
          "| hidden 128, B=110, S=T=18 |"),
-        (f"decoder_loop_bounds.py --rounds 1 {TINY_STEP}", "ratio gathered"),
+        (f"decoder_loop_bounds.py --rounds 1 {TINY_STEP}", "per-step weight gradients ms"),
     ],
 )  # fmt: skip
 @pytest.mark.slow
