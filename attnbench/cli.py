@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -19,7 +18,7 @@ from typing import Annotated
 import typer
 
 from attnbench.errors import UserError
-from attnbench.settings import check_environment
+from attnbench.settings import check_environment, telemetry_off_by_default
 
 app = typer.Typer(
     help="Benchmark additive (Bahdanau) vs multiplicative (Luong) attention in Seq2Seq models.",
@@ -27,12 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-}
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (on top of the preset).")
@@ -459,8 +452,7 @@ def _fail_runs_left_open(reason: str) -> None:
 
 def main() -> None:
     """Entry point: telemetry off unless the user chose otherwise; UserError -> one line, 2."""
-    for key, value in TELEMETRY_OFF.items():
-        os.environ.setdefault(key, value)
+    telemetry_off_by_default()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
     logger = logging.getLogger("attnbench")

@@ -11,6 +11,21 @@ import os
 
 from attnbench.errors import UserError
 
+#: the variables that stop Prefect's, MLflow's and generic (DO_NOT_TRACK) telemetry; every
+#: entry point sets them unless the user already has
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def telemetry_off_by_default() -> None:
+    """Set `TELEMETRY_OFF` in this process's environment where the user has not chosen."""
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+
+
 #: the CPU additive-attention kernel's backend (attention/kernels/cpu_additive.py); Inductor
 #: (`inductor`, or `auto` where it compiles) also fuses the scores of CPU training in float32
 #: (attention/kernels/cpu_scores.py)

@@ -10,13 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-}
-for _key, _value in TELEMETRY_OFF.items():
-    os.environ.setdefault(_key, _value)
+from attnbench.settings import telemetry_off_by_default
+
+telemetry_off_by_default()
 
 DEFAULT_WORKDIR = "attnbench-runs"
 #: seconds to wait for Prefect's ephemeral server to start. Its own default, 20 s, was too

@@ -28,13 +28,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from attnbench.settings import TELEMETRY_OFF
 
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

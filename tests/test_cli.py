@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from attnbench import cli
+from attnbench.settings import TELEMETRY_OFF
 
 
 def run_cli(argv, monkeypatch, capsys):
@@ -49,6 +52,26 @@ def test_help_does_not_import_torch():
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("entry", ["cli", "flows"])
+def test_telemetry_is_off_unless_the_user_chose(entry):
+    """The CLI and every flow (they import flows._common) set the telemetry variables in a
+    clean environment, and leave a value the user set alone."""
+    start = (
+        "from attnbench import cli\nsys.argv = ['attnbench', '--help']\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        if entry == "cli"
+        else "import flows._common\n"
+    )
+    code = f"import json, os, sys\n{start}print(json.dumps(dict(os.environ)))"
+    env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_OFF}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "false"  # the user's choice
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["DO_NOT_TRACK"] == "true" and seen["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert seen["MLFLOW_DISABLE_TELEMETRY"] == "false"
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def _scores_backward(
     g = grad.unsqueeze(-1)
     pre = g * w[None, :, None, None, :] * (1 - t * t)  # gradient of q_i + k_j
     # w's over (T_q, T_k) per batch row first, then over B: one reduction over all three
-    # leading dims was ~2x slower
+    # leading dims was slower (17 vs 14 ms in a probe; ~2x with every size dynamic)
     return pre.sum(3), pre.sum(2), (g * t).sum((2, 3)).sum(0)
 
 
