@@ -45,7 +45,7 @@ def loss_and_grads(model, seed=1):
 
 
 @pytest.mark.parametrize(("decoder", "rnn", "feeding", "layers"), STEPWISE)
-def test_gathered_gradients_equal_the_cell_functions(decoder, rnn, feeding, layers):
+def test_gathered_gradients_equal_the_cell_functions(decoder, rnn, feeding, layers, monkeypatch):
     """Whole model, dropout on (same masks), padding in the batch: loss and every parameter's
     gradient as with torch.{gru,lstm}_cell, and the gathered path did run."""
     gathered, plain = model_pair(decoder, rnn, feeding, layers)
@@ -56,11 +56,9 @@ def test_gathered_gradients_equal_the_cell_functions(decoder, rnn, feeding, laye
         calls.append(1)
         return original(self, *args)
 
-    StepwiseRNN.step = counting
-    try:
-        loss, grads = loss_and_grads(gathered)
-    finally:
-        StepwiseRNN.step = original
+    monkeypatch.setattr(StepwiseRNN, "step", counting)
+    loss, grads = loss_and_grads(gathered)
+    monkeypatch.undo()
     ref_loss, ref_grads = loss_and_grads(plain)
     assert len(calls) == 5  # one per target step
     torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
@@ -72,7 +70,7 @@ def test_gathered_gradients_equal_the_cell_functions(decoder, rnn, feeding, laye
     assert len(rnn_weights) == 2 * layers and all(grads[n].abs().sum() > 0 for n in rnn_weights)
 
 
-def test_gathering_only_where_it_pays():
+def test_gathering_only_where_it_pays(monkeypatch):
     """Not without gradients (validation, decoding), not when switched off: the module's cell
     functions then run, and no StepwiseRNN is left behind after a pass."""
     gathered, _ = model_pair("bahdanau", "gru", False, 1, dropout=0.0)
@@ -83,18 +81,15 @@ def test_gathering_only_where_it_pays():
         built.append(1)
         original(self, *args)
 
-    StepwiseRNN.__init__ = recording
-    try:
-        with torch.no_grad():
-            gathered(torch.tensor([[5, 3]]), torch.tensor([2]), torch.tensor([[BOS_ID, 5]]))
-        assert built == []
-        loss_and_grads(gathered)
-        assert built == [1] and gathered.decoder._stepwise is None
-        gathered.decoder.gather_weight_grads = False
-        loss_and_grads(gathered)
-        assert built == [1]
-    finally:
-        StepwiseRNN.__init__ = original
+    monkeypatch.setattr(StepwiseRNN, "__init__", recording)
+    with torch.no_grad():
+        gathered(torch.tensor([[5, 3]]), torch.tensor([2]), torch.tensor([[BOS_ID, 5]]))
+    assert built == []
+    loss_and_grads(gathered)
+    assert built == [1] and gathered.decoder._stepwise is None
+    gathered.decoder.gather_weight_grads = False
+    loss_and_grads(gathered)
+    assert built == [1]
 
 
 @pytest.mark.parametrize("rnn", ["gru", "lstm"])
