@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from attnbench.errors import UserError
+from attnbench.errors import UserError, check_folder
 from attnbench.settings import check_environment, telemetry_off_by_default
 
 app = typer.Typer(
@@ -227,6 +227,7 @@ def run(
     --parallel applies to the final models (variants x seeds).
     """
     _preflight(config, preset, set_, workdir)
+    check_folder(reports_dir, "--reports-dir")
     with _flows():
         from flows.benchmark import benchmark_flow
 
@@ -260,6 +261,7 @@ def sweep(
     preset = preset or ("britz-sweep" if config is None else None)
     sweep_cells(load_config(config, preset, list(set_ or [])))  # no attn_dims: one clear line
     _preflight(config, preset, set_, workdir)
+    check_folder(reports_dir, "--reports-dir")
     with _flows():
         from flows.sweep import sweep_flow
 
@@ -344,6 +346,7 @@ def bench(
         overrides.append(f"benchmark.bench_max_seconds={max_seconds}")
     cfg = load_config(config, preset or ("quick" if config is None else None), overrides)
     check_benchmark(cfg)  # the data is not needed: no preflight of the corpora
+    check_folder(workdir, "--workdir")
     if USER_TRACKING_URI:
         check_server(USER_TRACKING_URI)
     if cfg.benchmark.bench_device == "cuda":
@@ -385,6 +388,7 @@ def report(
         check_server(USER_TRACKING_URI)
     elif not (workdir / "mlflow.db").exists():
         raise UserError(f"no MLflow store at {workdir / 'mlflow.db'}; pass the --workdir of a run")
+    check_folder(reports_dir, "--reports-dir")
     path = build_report(cfg, workdir, reports_dir, run_id, experiment=experiment)
     typer.echo(f"report: {path}")
 
@@ -450,6 +454,19 @@ def _fail_runs_left_open(reason: str) -> None:
         tracking.fail_open_runs(reason)
 
 
+#: Click's usage error and base exception as this Typer raises them (Typer 0.29 vendors Click
+#: as a private module, older releases use click itself): the bases of typer.BadParameter
+_UsageError, _ClickException = typer.BadParameter.__mro__[1:3]
+
+
+def _invoke(args: list[str]) -> int | None:
+    """Run the command line without Click's standalone mode, so usage errors reach `main`
+    as exceptions (Typer would draw them as a multi-line box); -> the exit code it asked for
+    (`--help`, `typer.Exit`), None when the command returned."""
+    code = typer.main.get_command(app).main(args, prog_name="attnbench", standalone_mode=False)
+    return code if isinstance(code, int) else None
+
+
 def main() -> None:
     """Entry point: telemetry off unless the user chose otherwise; UserError -> one line, 2."""
     telemetry_off_by_default()
@@ -464,10 +481,25 @@ def main() -> None:
     logger.setLevel(logging.INFO)
     try:
         check_environment()
-        app()
+        code = _invoke(sys.argv[1:])
+        if code == 130:  # Typer turns Ctrl+C inside a command into exit code 130
+            raise KeyboardInterrupt
+        sys.exit(code or 0)  # as Click's standalone mode does
     except UserError as exc:
         typer.echo(f"attnbench: error: {exc}", err=True)
         sys.exit(2)
+    except _UsageError as exc:  # a bad option or value, as Click words it: one line too
+        message = exc.format_message().rstrip(".")
+        if message:  # empty after `attnbench` alone, which has printed the help
+            where = exc.ctx.command_path if exc.ctx else "attnbench"
+            typer.echo(f"attnbench: error: {message} (see `{where} --help`)", err=True)
+        sys.exit(exc.exit_code)
+    except _ClickException as exc:
+        typer.echo(f"attnbench: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        typer.echo("attnbench: aborted", err=True)
+        sys.exit(1)
     except RuntimeError as exc:
         if EPHEMERAL_SERVER_TIMEOUT not in str(exc):
             raise

@@ -26,7 +26,7 @@ import torch
 from attnbench.attention import check_attention_name
 from attnbench.config import ExperimentConfig, config_to_dict, validate_config
 from attnbench.data.prepare import PreparedData, evaluation_splits, prepare_data
-from attnbench.errors import UserError
+from attnbench.errors import UserError, check_folder
 from attnbench.evaluate import paired_significance
 from attnbench.mechanism import attention_statistics
 from attnbench.sweep import SweepCell, sweep_significance
@@ -97,6 +97,7 @@ def preflight(cfg: ExperimentConfig, workdir: Path) -> None:
     from attnbench.tracking import USER_TRACKING_URI, check_server
 
     check_benchmark(cfg)
+    check_folder(Path(workdir), "--workdir")
     if USER_TRACKING_URI:
         check_server(USER_TRACKING_URI)
     if cfg.tune.storage is not None and not cfg.tune.storage.startswith("journal:"):
@@ -615,7 +616,12 @@ def report(
             f"experiment name {experiment!r} is not a plain name (it names a report folder); "
             "use letters, digits, '.', '_' or '-'"
         )
-    tracker = Tracker.local(workdir, experiment or experiment_name(cfg))
+    tracker = Tracker.local(workdir, experiment or experiment_name(cfg), create=False)
+    if parent_run_id is not None and not tracker.holds_run(parent_run_id):
+        raise UserError(
+            f"no run {parent_run_id!r} in MLflow experiment '{tracker.experiment}' at "
+            f"{tracker.tracking_uri}; leave out --run for the latest pipeline run"
+        )
     parent_run_id = parent_run_id or latest_pipeline_run(tracker)
     if cfg.sweep.attn_dims:
         from attnbench.report.britz import write_sweep_html

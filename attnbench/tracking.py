@@ -124,9 +124,24 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: what starts an SQLite database file (an empty file is a store MLflow has not set up yet)
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def check_server(uri: str, timeout_s: float = 10.0) -> None:
-    """Fail fast with one line when an http(s) tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
+    """Fail fast with one line when the tracking store cannot be used: an http(s) server
+    that does not answer, MLflow's retired file store, an SQLite path that is not a database
+    or whose folder is missing (MLflow would create an empty store there and report nothing).
+    """
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if scheme in ("", "file"):
+        raise UserError(
+            f"MLFLOW_TRACKING_URI={uri}: MLflow 3 has no file store; use a database "
+            "(sqlite:////abs/path/mlflow.db, postgresql://...) or a server (http://host:port)"
+        )
+    if scheme == "sqlite":
+        _check_sqlite(uri)
+    if scheme not in ("http", "https"):
         return
     url = uri.rstrip("/") + "/health"
     deadline = time.monotonic() + timeout_s
@@ -145,10 +160,39 @@ def check_server(uri: str, timeout_s: float = 10.0) -> None:
     )
 
 
-class Tracker:
-    """One experiment in one tracking store; every call names its run id."""
+def _check_sqlite(uri: str) -> None:
+    """sqlite:///relative or sqlite:////absolute: its folder exists, it is a database or new."""
+    where = uri.split("://", 1)[-1].split("?", 1)[0] if "://" in uri else ""
+    path = Path(where.removeprefix("/")) if where else None
+    if path is None or str(path) in ("", ":memory:"):
+        return
+    if not path.parent.is_dir():
+        raise UserError(f"MLflow store {uri}: folder {path.parent} does not exist; check the path")
+    if path.is_dir():
+        raise UserError(f"MLflow store {uri}: {path} is a folder; name the database file in it")
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as handle:
+            if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise UserError(
+                    f"MLflow store {uri}: {path} is not an SQLite database; point at the "
+                    "mlflow.db of an attnbench workdir, or move the file away"
+                )
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+
+class Tracker:
+    """One experiment in one tracking store; every call names its run id.
+
+    `create=False` (reading, as reports do) refuses an experiment the store does not hold
+    instead of creating an empty one.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_root: Path | None = None,
+        create: bool = True,
+    ):
         from mlflow.tracking import MlflowClient
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reports read many
@@ -156,6 +200,12 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
+        if found is None and not create:
+            names = sorted(e.name for e in self.client.search_experiments())
+            raise UserError(
+                f"no MLflow experiment {experiment!r} in {tracking_uri} (it holds: "
+                f"{', '.join(names) or 'none'}); pass --experiment, --preset or --workdir of a run"
+            )
         if found is None:
             location = None
             if artifact_root is not None:  # else a server chooses (its --artifacts-destination)
@@ -172,13 +222,13 @@ class Tracker:
         self.experiment = experiment
 
     @classmethod
-    def local(cls, workdir: Path, experiment: str) -> Tracker:
+    def local(cls, workdir: Path, experiment: str, create: bool = True) -> Tracker:
         """The embedded default: SQLite + artifacts under the workdir, or $MLFLOW_TRACKING_URI."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         uri = USER_TRACKING_URI or default_tracking_uri(workdir)
         artifacts = workdir / "mlartifacts" if not uri.startswith("http") else None
-        return cls(uri, experiment, artifacts)
+        return cls(uri, experiment, artifacts, create=create)
 
     @contextmanager
     def _fluent(self) -> Iterator[None]:
@@ -295,6 +345,16 @@ class Tracker:
             return json.loads(self.download_artifact(run_id, path, Path(tmp)).read_text())
 
     # reading ----------------------------------------------------------------------------
+    def holds_run(self, run_id: str) -> bool:
+        """Whether `run_id` is a run of this experiment (a user may type any id)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return run.info.experiment_id == self.experiment_id
+
     def search_runs(self, filter_string: str = "") -> Any:
         """All runs of the experiment as a pandas DataFrame (mlflow.search_runs)."""
         import mlflow

@@ -33,7 +33,7 @@ from attnbench.config import ExperimentConfig, config_to_dict
 from attnbench.data.batching import Batch, encode_corpus, make_batches
 from attnbench.data.prepare import PreparedData, prepare_data
 from attnbench.data.tokenizer import PAD_ID, SentencePieceTokenizer, Tokenizer
-from attnbench.errors import UserError
+from attnbench.errors import UserError, check_folder
 from attnbench.evaluate import corpus_scores, exact_match, translate
 from attnbench.models import Seq2Seq, build_model, count_parameters
 from attnbench.optim import adam
@@ -132,6 +132,7 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def _check_resume(out_dir: Path, cfg: ExperimentConfig, resume: bool) -> dict[str, Any] | None:
+    check_folder(out_dir, "run directory (--out)")
     last = out_dir / LAST
     if not last.exists():
         return None

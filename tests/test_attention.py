@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 
 import pytest
 import torch
@@ -85,12 +86,27 @@ def make(name: str, heads: int, attn_dim: int | None, **options):
     return att
 
 
+#: the masks a call may get: padding of different lengths (one row all padding), a mask with
+#: nothing masked, and no mask at all (its own code path: SDPA without attn_mask)
+MASKS = ["ragged", "nothing masked", "no mask"]
+
+
+def pick_mask(kind: str, ragged: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """-> (the mask to pass the module, the mask the reference loops over)."""
+    nothing = torch.zeros_like(ragged)
+    return {"ragged": (ragged, ragged), "nothing masked": (nothing, nothing),
+            "no mask": (None, nothing)}[kind]  # fmt: skip
+
+
+@pytest.mark.parametrize("mask_kind", MASKS)
 @pytest.mark.parametrize(("name", "heads", "attn_dim"), CASES)
-def test_matches_formula_in_float64(name, heads, attn_dim):
+def test_matches_formula_in_float64(name, heads, attn_dim, mask_kind):
     att = make(name, heads, attn_dim)
-    query, keys, values, mask = random_inputs(seed=hash((name, heads, attn_dim)) % 1000)
+    seed = zlib.crc32(f"{name}/{heads}/{attn_dim}".encode()) % 1000  # the same in every run
+    query, keys, values, ragged = random_inputs(seed=seed)
+    mask, ref_mask = pick_mask(mask_kind, ragged)
     context, weights = att(query, keys, values, key_padding_mask=mask)
-    ref_context, ref_weights = reference_attention(att, query, keys, values, mask)
+    ref_context, ref_weights = reference_attention(att, query, keys, values, ref_mask)
     assert context.shape == (B, T_Q, 6) and weights.shape == (B, T_Q, T_K)
     rel = (context - ref_context).norm() / ref_context.norm()
     assert rel < 1e-10
@@ -146,19 +162,19 @@ def test_gradients_match_finite_differences(name, heads, attn_dim, need_weights)
     assert torch.autograd.gradcheck(context, inputs, eps=1e-6, atol=1e-7, fast_mode=True)
 
 
-@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("mask_kind", MASKS)
 @pytest.mark.parametrize(("name", "heads", "attn_dim"), CASES)
-def test_without_weights_the_formula_and_its_gradients_hold(name, heads, attn_dim, masked):
+def test_without_weights_the_formula_and_its_gradients_hold(name, heads, attn_dim, mask_kind):
     """need_weights=False is what training calls (fused SDPA for the dot-product family):
     same context as the formula, same gradients as the weights path, an all-padding row
     still zero and its gradients finite."""
     att = make(name, heads, attn_dim)
-    query, keys, values, mask = random_inputs(seed=11)
-    mask = mask if masked else torch.zeros_like(mask)
+    query, keys, values, ragged = random_inputs(seed=11)
+    mask, ref_mask = pick_mask(mask_kind, ragged)
     query.requires_grad_(True)
     context, none = att(query, keys, values, key_padding_mask=mask, need_weights=False)
     assert none is None
-    ref_context, _ = reference_attention(att, query.detach(), keys, values, mask)
+    ref_context, _ = reference_attention(att, query.detach(), keys, values, ref_mask)
     assert (context - ref_context).norm() / ref_context.norm() < 1e-10
     inputs = [query, *att.parameters()]
     grads = torch.autograd.grad(context.pow(2).sum(), inputs)
@@ -167,7 +183,7 @@ def test_without_weights_the_formula_and_its_gradients_hold(name, heads, attn_di
     for got, want in zip(grads, expected, strict=True):
         assert torch.isfinite(got).all()
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-    if masked:
+    if mask_kind == "ragged":
         assert torch.all(context[1] == 0) and torch.all(grads[0][1] == 0)
 
 

@@ -191,7 +191,36 @@ CASES = {
         lambda t, s: ["report", "--workdir", str(t / "empty")],
         "no MLflow store",
     ),
+    "option value out of range": (
+        lambda t, s: ["evaluate", "--checkpoint", str(t / "best.pt"), "--beam", "0"],
+        "Invalid value for '--beam'",
+    ),
+    "unknown option": (
+        lambda t, s: ["train", "--epochs", "3"],
+        "No such option: --epochs (see `attnbench train --help`)",
+    ),
+    "missing required option": (lambda t, s: ["evaluate"], "Missing option '--checkpoint'"),
+    "unknown command": (lambda t, s: ["trian"], "No such command 'trian'"),
+    "run directory is a file": (
+        lambda t, s: ["train", "--out", str(write(t / "f", "x")), "--set", f"data.data_dir={s}"],
+        "is a file, not a folder",
+    ),
+    "workdir is a file": (
+        lambda t, s: ["bench", "--workdir", str(write(t / "f", "x")), "--lengths", "64"],
+        "--workdir",
+    ),
+    "reports folder is a file": (
+        lambda t, s: [
+            "run",
+            "--reports-dir",
+            str(write(t / "f", "x")),
+            "--set",
+            f"data.data_dir={s}",
+        ],
+        "--reports-dir",
+    ),
 }
+FOLDER_CASES = {"run directory is a file", "workdir is a file", "reports folder is a file"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -202,6 +231,8 @@ def test_bad_input_is_one_clear_line(case, tmp_path, shared_data, monkeypatch, c
     assert code == 2, err
     assert err.startswith("attnbench: error: ") and err.count("\n") == 1, err
     assert expected in err
+    if case in FOLDER_CASES:
+        assert f"{tmp_path / 'f'} is a file, not a folder; pass a folder" in err
     assert "Traceback" not in err
     assert not (tmp_path / "attnbench-runs" / "runs").exists()  # nothing started half-way
 
@@ -271,3 +302,72 @@ def test_the_ephemeral_server_gets_longer_to_start_unless_the_user_says(monkeypa
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "7")
     with process_settings():
         assert TIMEOUT.value() != EPHEMERAL_STARTUP_TIMEOUT_S  # the user's setting stays
+
+
+def _store(workdir: Path, experiment: str) -> Path:
+    tracking.Tracker.local(workdir, experiment)
+    return workdir
+
+
+REPORT_STORE_CASES = {
+    "MLflow's retired file store": (
+        lambda t: ("file:///" + str(t / "mlruns"), t / "w"),
+        "MLflow 3 has no file store",
+    ),
+    "an SQLite store in a missing folder": (
+        lambda t: (f"sqlite:///{t / 'nowhere' / 'mlflow.db'}", t / "w"),
+        f"folder {Path('nowhere')} does not exist",
+    ),
+    "a workdir store that is not a database": (
+        lambda t: (None, write(t / "w" / "mlflow.db", "not a database\n").parent),
+        "is not an SQLite database",
+    ),
+    "a store without the experiment": (
+        lambda t: (None, _store(t / "w", "attnbench-other")),
+        "no MLflow experiment 'attnbench-quick' in sqlite:",
+    ),
+    "a run id the experiment does not hold": (
+        lambda t: (None, _store(t / "w", "attnbench-quick")),
+        "no run 'deadbeef' in MLflow experiment 'attnbench-quick'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPORT_STORE_CASES))
+def test_report_refuses_a_store_it_cannot_read_and_changes_nothing(
+    case, tmp_path, monkeypatch, capsys
+):
+    """`attnbench report` only reads: it must not create a store, an experiment or a report."""
+    make, expected = REPORT_STORE_CASES[case]
+    uri, workdir = make(tmp_path)
+    monkeypatch.setattr(tracking, "USER_TRACKING_URI", uri)
+    argv = ["report", "--workdir", str(workdir), "--reports-dir", str(tmp_path / "reports")]
+    if case.startswith("a run id"):
+        argv += ["--run", "deadbeef"]
+    code, err = run_cli(argv, monkeypatch, capsys)
+    assert code == 2 and err.startswith("attnbench: error: ") and err.count("\n") == 1, err
+    assert expected in err.replace(str(tmp_path) + "/", "")
+    assert not (tmp_path / "nowhere").exists()
+    assert not any((tmp_path / "reports").rglob("*.md"))
+    if case == "a store without the experiment":
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking.default_tracking_uri(workdir))
+        assert "attnbench-quick" not in {e.name for e in client.search_experiments()}
+
+
+def test_ctrl_c_in_a_command_closes_its_runs_and_says_how_to_resume(monkeypatch, capsys):
+    """Typer turns Ctrl+C inside a command into exit code 130; the CLI still marks the runs
+    it left open FAILED and prints the resume hint."""
+    import attnbench.config
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    closed = []
+    monkeypatch.setattr(attnbench.config, "load_config", interrupted)
+    monkeypatch.setattr(cli, "_fail_runs_left_open", closed.append)
+    code, err = run_cli(["train"], monkeypatch, capsys)
+    assert code == 130
+    assert err.strip().endswith(f"attnbench: interrupted; {cli.RESUME_HINT}"), err
+    assert closed == ["interrupted (Ctrl+C)"]

@@ -135,11 +135,11 @@ def test_a_command_stopped_by_sigterm_leaves_no_mlflow_run_running(tmp_path, mon
     tracker = Tracker.local(tmp_path, "attnbench-test")
     started: list[str] = []
 
-    def command_cut_by_sigterm() -> None:
+    def command_cut_by_sigterm(args: list[str]) -> None:
         started.append(tracker.start_run("cut"))
         raise SystemExit(128 + signal.SIGTERM)  # what the CLI's SIGTERM handler raises
 
-    monkeypatch.setattr(cli, "app", command_cut_by_sigterm)
+    monkeypatch.setattr(cli, "_invoke", command_cut_by_sigterm)
     code, _, _ = run_cli(["train"], monkeypatch, capsys)
     assert code == 128 + signal.SIGTERM
     run = tracker.client.get_run(started[0])
