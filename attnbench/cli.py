@@ -27,6 +27,35 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"attnbench {version('attnbench')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            from attnbench import __version__
+
+            typer.echo(f"attnbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Options before the command; the app's help text is the Typer's."""
+
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (on top of the preset).")
 ]
@@ -332,6 +361,8 @@ def bench(
     from attnbench.tracking import USER_TRACKING_URI, check_server
 
     overrides = list(set_ or [])
+    options = {f"benchmark.bench_{name}": f"--{name.replace('_', '-')}"
+               for name in ("device", "lengths", "dtype", "modes", "max_seconds")}  # fmt: skip
     if device is not None:
         if device not in ("cpu", "cuda"):
             raise UserError(f"--device must be cpu or cuda, got {device!r}")
@@ -344,7 +375,7 @@ def bench(
         overrides.append(f"benchmark.bench_modes=[{modes}]")
     if max_seconds is not None:
         overrides.append(f"benchmark.bench_max_seconds={max_seconds}")
-    cfg = load_config(config, preset or ("quick" if config is None else None), overrides)
+    cfg = load_config(config, preset or ("quick" if config is None else None), overrides, options)
     check_benchmark(cfg)  # the data is not needed: no preflight of the corpora
     check_folder(workdir, "--workdir")
     if USER_TRACKING_URI:

@@ -344,8 +344,13 @@ def load_config(
     path: Path | None = None,
     preset: str | None = None,
     overrides: list[str] | None = None,
+    options: dict[str, str] | None = None,
 ) -> ExperimentConfig:
-    """Preset, then file, then `key=value` overrides; the first invalid value becomes one line."""
+    """Preset, then file, then `key=value` overrides; the first invalid value becomes one line.
+
+    `options` names the command-line option behind an override's key (e.g.
+    {"benchmark.bench_dtype": "--dtype"}), so its error names what the user typed.
+    """
     tree: dict[str, Any] = {}
     origin = "config"
     if preset is not None:
@@ -357,6 +362,8 @@ def load_config(
         origin = f"preset {preset}"
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise UserError(f"config file {path} is a folder; pass a YAML file")
         if not path.is_file():
             raise UserError(f"config file {path} does not exist; pass an existing YAML file")
         try:
@@ -365,18 +372,29 @@ def load_config(
             raise UserError(f"config file {path} is not UTF-8 text") from exc
         tree = _merge(tree, _read_yaml(text, str(path)))
         origin = str(path)
+    set_by = {}
     for assignment in overrides or []:
         _apply_override(tree, assignment)
-    return validate_config(tree, origin)
+        key, _, value = assignment.partition("=")
+        option = (options or {}).get(key.strip())
+        set_by[key.strip()] = f"{option} {value}" if option else f"--set '{assignment}'"
+    return validate_config(tree, origin, set_by)
 
 
-def validate_config(tree: dict[str, Any], origin: str = "config") -> ExperimentConfig:
-    """Validate a settings tree; report the first problem as `origin: key.path: message`."""
+def validate_config(
+    tree: dict[str, Any], origin: str = "config", set_by: dict[str, str] | None = None
+) -> ExperimentConfig:
+    """Validate a settings tree; report the first problem as `origin: key.path: message`,
+    where origin is the `--set` that gave the value if one did (`set_by`: key -> what set it),
+    so the user is pointed at what they typed rather than at the preset under it."""
     try:
         return ExperimentConfig.model_validate(tree)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        for key, setter in (set_by or {}).items():
+            if where == key or where.startswith(key + "."):
+                origin = setter
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting (check the spelling; see `attnbench train --help`)"

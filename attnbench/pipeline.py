@@ -88,6 +88,18 @@ def check_benchmark(cfg: ExperimentConfig) -> None:
         )
     if not cfg.benchmark.seeds:
         raise UserError("benchmark.seeds is empty; give at least one seed")
+    if not cfg.benchmark.bench_modes:
+        raise UserError("benchmark.bench_modes is empty; give forward, backward and/or model")
+    names = cfg.benchmark.bench_implementations
+    if names is not None:
+        if not names:
+            raise UserError(
+                "benchmark.bench_implementations is empty; name some, or leave it unset (null) "
+                "for every implementation that runs on the device"
+            )
+        from attnbench.bench.implementations import check_implementation_names
+
+        check_implementation_names(names)
 
 
 def preflight(cfg: ExperimentConfig, workdir: Path) -> None:

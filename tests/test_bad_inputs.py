@@ -219,6 +219,20 @@ CASES = {
         ],
         "--reports-dir",
     ),
+    "a bad value of a command-line option": (
+        lambda t, s: ["bench", "--dtype", "int8"],
+        "--dtype int8: benchmark.bench_dtype: Input should be 'float32', 'bfloat16' or",
+    ),
+    "a bad --set value": (
+        lambda t, s: ["train", "--set", "train.epochs=-1"],
+        "--set 'train.epochs=-1': train.epochs: Input should be greater than 0",
+    ),
+    "a folder as config file": (lambda t, s: ["train", "-c", str(t)], "is a folder; pass a YAML"),
+    "no benchmark modes": (lambda t, s: ["bench", "--modes", ""], "bench_modes is empty"),
+    "unknown benchmark implementation": (
+        lambda t, s: ["bench", "--set", "benchmark.bench_implementations=[sdpa, nosuch]"],
+        "unknown implementation(s) nosuch; choose from materialised",
+    ),
 }
 FOLDER_CASES = {"run directory is a file", "workdir is a file", "reports folder is a file"}
 

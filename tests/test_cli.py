@@ -21,6 +21,13 @@ def run_cli(argv, monkeypatch, capsys):
     return exit_info.value.code, out.out, out.err
 
 
+def test_version_is_the_installed_one(monkeypatch, capsys):
+    from importlib.metadata import version
+
+    code, out, _ = run_cli(["--version"], monkeypatch, capsys)
+    assert code == 0 and out == f"attnbench {version('attnbench')}\n"
+
+
 def test_help_lists_the_commands(monkeypatch, capsys):
     code, out, _ = run_cli(["--help"], monkeypatch, capsys)
     assert code == 0 and "train" in out and "evaluate" in out

@@ -300,18 +300,23 @@ register(
 BASELINES = {"additive": "materialised", "multiplicative": "matmul_softmax"}
 
 
+def check_implementation_names(names: list[str]) -> None:
+    """One line naming the unknown ones and the choices (configs are checked before a run)."""
+    unknown = sorted(set(names) - set(REGISTRY))
+    if unknown:
+        from attnbench.errors import UserError
+
+        raise UserError(
+            f"unknown implementation(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY)}"
+        )
+
+
 def implementations(
     device: str, names: list[str] | None = None, families: list[str] | None = None
 ) -> list[Implementation]:
     """Registered implementations that run on `device`, optionally only `names`/`families`."""
     if names:
-        unknown = sorted(set(names) - set(REGISTRY))
-        if unknown:
-            from attnbench.errors import UserError
-
-            raise UserError(
-                f"unknown implementation(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY)}"
-            )
+        check_implementation_names(names)
     return [
         impl
         for impl in REGISTRY.values()
