@@ -41,12 +41,12 @@ tools:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null; } || true
 
 test: install tools
-	$(BIN)/ruff check attnbench tests
+	$(BIN)/ruff check attnbench tests flows reports
 	$(BIN)/python -m pytest -q --timeout=600 --durations=15
 
 lint: install
-	$(BIN)/ruff check attnbench tests
-	$(BIN)/ruff format --check attnbench tests
+	$(BIN)/ruff check attnbench tests flows reports
+	$(BIN)/ruff format --check attnbench tests flows reports
 
 clean:
 	rm -rf $(VENV) attnbench-runs .pytest_cache

@@ -14,6 +14,7 @@ Layout of a workdir:
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -33,7 +34,14 @@ from attnbench.sweep import SweepCell, sweep_significance
 from attnbench.tracking import Tracker
 from attnbench.train import TrainResult, resolve_device, train
 from attnbench.trained import default_test_splits, evaluate_split, load_trained
-from attnbench.tuning import apply_settings, make_storage, run_study, sampler_settings, study_name
+from attnbench.tuning import (
+    STORAGE_ENV,
+    apply_settings,
+    make_storage,
+    run_study,
+    sampler_settings,
+    study_name,
+)
 from attnbench.tuning import suggest as suggest_settings
 
 if TYPE_CHECKING:
@@ -112,8 +120,9 @@ def preflight(cfg: ExperimentConfig, workdir: Path) -> None:
     check_folder(Path(workdir), "--workdir")
     if USER_TRACKING_URI:
         check_server(USER_TRACKING_URI)
-    if cfg.tune.storage is not None and not cfg.tune.storage.startswith("journal:"):
-        make_storage(cfg.tune.storage, workdir)
+    storage = cfg.tune.storage or os.environ.get(STORAGE_ENV)  # as the tuning step picks it
+    if storage and not storage.startswith("journal:"):
+        make_storage(storage, workdir)
     for ds_cfg in dataset_configs(cfg).values():
         for split in ("train", "val", *evaluation_splits(ds_cfg.data)):
             load_split(ds_cfg.data, split)

@@ -50,8 +50,9 @@ def make_storage(url: str | None, workdir: Path) -> optuna.storages.BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     if not url.startswith(RDB_PREFIXES):
         raise UserError(
-            f"tune.storage '{url}' is not supported; use null (journal file in the workdir), "
-            "'journal:/path/file', or an RDB URL like postgresql+psycopg2://user@host/db"
+            f"tune.storage '{url.split('://', 1)[0]}://...' is not supported; use null (journal "
+            "file in the workdir), 'journal:/path/file', or an RDB URL like "
+            "postgresql+psycopg2://user@host/db"
         )
     last: Exception | None = None
     for attempt in range(3):
@@ -64,7 +65,17 @@ def make_storage(url: str | None, workdir: Path) -> optuna.storages.BaseStorage:
             time.sleep(0.5 * (attempt + 1))
     text = str(last).strip()
     first = text.splitlines()[0][:200] if text else type(last).__name__
-    raise UserError(f"cannot open Optuna storage {url}: {first}") from last
+    raise UserError(f"cannot open Optuna storage {without_password(url)}: {first}") from last
+
+
+def without_password(url: str) -> str:
+    """The URL as it may be printed: an error reaches logs and Prefect's database."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable as a database URL: show only its scheme
+        return url.split("://", 1)[0] + "://..."
 
 
 def make_sampler(cfg: TuneConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:

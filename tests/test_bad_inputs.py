@@ -385,3 +385,18 @@ def test_ctrl_c_in_a_command_closes_its_runs_and_says_how_to_resume(monkeypatch,
     assert code == 130
     assert err.strip().endswith(f"attnbench: interrupted; {cli.RESUME_HINT}"), err
     assert closed == ["interrupted (Ctrl+C)"]
+
+
+def test_an_unreachable_storage_from_the_environment_is_caught_before_the_flow(
+    tmp_path, monkeypatch, capsys
+):
+    """Workers get their Optuna storage from ATTNBENCH_OPTUNA_STORAGE (docker/compose.yaml):
+    the pre-run checks open that one too, and the message hides the password."""
+    monkeypatch.chdir(tmp_path)
+    url = f"postgresql+psycopg2://nobody:s3cret@127.0.0.1:{free_port()}/db"
+    monkeypatch.setenv("ATTNBENCH_OPTUNA_STORAGE", url)
+    code, err = run_cli(["tune"], monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "cannot open Optuna storage postgresql+psycopg2://nobody:***@127.0.0.1" in err
+    assert "s3cret" not in err
+    assert not (tmp_path / "attnbench-runs" / "runs").exists()

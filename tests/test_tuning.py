@@ -47,12 +47,14 @@ def test_default_storage_is_a_journal_file_in_the_workdir(tmp_path):
     [
         ("redis://localhost", "not supported"),
         ("postgresql+psycopg2://nobody@127.0.0.1:1/none", "cannot open Optuna storage"),
+        ("postgresql+psycopg2://nobody:s3cret@127.0.0.1:1/none", "nobody:\\*\\*\\*@127"),
+        ("redis://nobody:s3cret@localhost", "'redis://...' is not supported"),
     ],
 )
-def test_bad_storage_urls_are_one_line(tmp_path, url, message):
+def test_bad_storage_urls_are_one_line_without_the_password(tmp_path, url, message):
     with pytest.raises(UserError, match=message) as info:
         make_storage(url, tmp_path)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "s3cret" not in str(info.value)
 
 
 def test_every_variant_gets_the_same_space_and_settings_apply_to_the_config():
