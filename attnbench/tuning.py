@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +58,9 @@ def make_storage(url: str | None, workdir: Path) -> optuna.storages.BaseStorage:
     last: Exception | None = None
     for attempt in range(3):
         try:
-            return RDBStorage(url, heartbeat_interval=30, grace_period=120)
+            with warnings.catch_warnings():  # heartbeats are chosen on purpose (resumption)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, heartbeat_interval=30, grace_period=120)
         except Exception as exc:  # host down, bad credentials, or a schema-creation race
             last = exc
             if "connect" in str(exc).lower() or "no module" in str(exc).lower():

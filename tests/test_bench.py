@@ -21,6 +21,7 @@ from attnbench.bench.implementations import REGISTRY, Implementation
 from attnbench.bench.tables import lra_frame, lra_table
 from attnbench.bench.targets import evaluate
 from attnbench.errors import UserError
+from tests._cli import run_cli
 
 FAKE_LIMITS = [
     {"limit": "tanh", "method": "fake", "dtype": "float32", "unit": "tanh/s", "rate": 1e9,
@@ -210,16 +211,6 @@ def test_parse_lengths():
             parse_ints(bad, "--lengths")
 
 
-def run_cli(argv, monkeypatch, capsys):
-    from attnbench import cli
-
-    monkeypatch.setattr(sys, "argv", ["attnbench", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
-
-
 def test_bench_help(monkeypatch, capsys):
     code, out, _ = run_cli(["bench", "--help"], monkeypatch, capsys)
     assert code == 0 and "--lengths" in out and "--device" in out and "--dtype" in out
@@ -287,25 +278,25 @@ def test_standalone_runner_needs_no_pydantic_mlflow_or_prefect(tmp_path):
     assert meta["command"].startswith("python -m attnbench.bench")
 
 
-def test_standalone_bad_lengths_exit_2():
+def test_standalone_bad_lengths_exit_2(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "attnbench.bench", "--out", "x", "--lengths", "1,x"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--lengths must be comma-separated" in done.stderr
-    assert not Path("x").exists()
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("option", ["--repeats", "--comparison-repeats"])
-def test_standalone_repeats_below_one_exit_2(option):
+def test_standalone_repeats_below_one_exit_2(option, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "attnbench.bench", "--out", "x", option, "0"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert f"{option} must be at least 1, got 0" in done.stderr
-    assert not Path("x").exists()
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(("name", "family"), [("materialised", "additive"),

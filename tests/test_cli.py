@@ -11,14 +11,7 @@ import pytest
 
 from attnbench import cli
 from attnbench.settings import TELEMETRY_OFF
-
-
-def run_cli(argv, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["attnbench", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
+from tests._cli import run_cli
 
 
 def test_version_is_the_installed_one(monkeypatch, capsys):

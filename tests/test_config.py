@@ -12,7 +12,8 @@ def test_presets_exist_and_validate():
     names = preset_names()
     assert {"quick", "multi30k-cpu"} <= set(names)
     for name in names:
-        assert isinstance(load_config(preset=name), ExperimentConfig)
+        cfg = load_config(preset=name)
+        assert isinstance(cfg, ExperimentConfig) and cfg.name == name
 
 
 def test_file_then_overrides_win_over_the_preset(tmp_path):
