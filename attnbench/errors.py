@@ -6,6 +6,7 @@ a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -14,13 +15,15 @@ class UserError(Exception):
 
 
 def check_folder(path: Path, what: str) -> None:
-    """Create the folder a command will write into, or say in one line why it cannot be:
-    otherwise a file in its place surfaced as a traceback after minutes of work."""
+    """Say in one line why a command could not write into the folder `path`, before it starts
+    (a file in its place surfaced as a traceback after minutes of work). Nothing is created:
+    a command stopped by a later check leaves nothing behind."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {path} is a file, not a folder; pass a folder (or move the file)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(
-            f"{what} {path}: cannot create the folder ({exc.strerror}); pass a writable folder"
-        ) from exc
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} {path}: {existing} is a file, not a folder; pass a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: {existing} is not writable; pass a writable folder")

@@ -28,15 +28,17 @@ TINY = [
 
 @pytest.fixture(scope="session")
 def benchmark_result(prefect_harness, tmp_path_factory, shared_data):
-    import os
-
-    os.environ["ATTNBENCH_DATA_DIR"] = str(shared_data)
     from flows.benchmark import benchmark_flow
 
     base = tmp_path_factory.mktemp("bench")
-    out = benchmark_flow(
-        preset="quick", overrides=TINY, workdir=str(base / "work"), reports_dir=str(base / "rep")
-    )
+    with pytest.MonkeyPatch.context() as patch:  # a session fixture: leave the env as it was
+        patch.setenv("ATTNBENCH_DATA_DIR", str(shared_data))
+        out = benchmark_flow(
+            preset="quick",
+            overrides=TINY,
+            workdir=str(base / "work"),
+            reports_dir=str(base / "rep"),
+        )
     return out, base
 
 
