@@ -33,6 +33,8 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load tensors and plain values only; anything else is refused with one clear line."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"checkpoint {path} is a folder; pass a checkpoint file in it (best.pt)")
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the path of a checkpoint file")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive

@@ -405,6 +405,11 @@ def start_ui(workdir: Path, host: str = "127.0.0.1", port: int = 5000) -> subpro
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
+        except socket.gaierror as exc:  # not an address: the port is not the problem
+            raise UserError(
+                f"--host {host} is not an address of this machine ({exc.strerror}); keep "
+                "127.0.0.1, or pass an interface's address"
+            ) from exc
         except OSError as exc:
             raise UserError(
                 f"port {port} on {host} is busy ({exc.strerror}); pass --port with a free port"

@@ -148,6 +148,10 @@ CASES = {
         lambda t, s: ["evaluate", "--checkpoint", str(write(t / "best.pt", b"\x00garbage"))],
         "is corrupt or not a torch checkpoint",
     ),
+    "a folder as checkpoint": (
+        lambda t, s: ["evaluate", "--checkpoint", str(t)],
+        "is a folder; pass a checkpoint file in it",
+    ),
     "checkpoint with pickled code": (
         lambda t, s: ["evaluate", "--checkpoint", str(pickled_checkpoint(t))],
         "refusing to load it",

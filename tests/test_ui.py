@@ -69,3 +69,11 @@ def test_busy_port_and_missing_store_are_one_line_errors(tmp_path):
     proc = _cli("--workdir", str(tmp_path / "nothing"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "no MLflow store" in err
+
+
+def test_a_host_that_is_not_an_address_is_not_called_a_busy_port(tmp_path):
+    Tracker.local(tmp_path, "exp")
+    proc = _cli("--workdir", str(tmp_path), "--host", "256.1.1.1")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert "--host 256.1.1.1 is not an address of this machine" in err and "busy" not in err
