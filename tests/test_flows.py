@@ -3,6 +3,8 @@ what MLflow holds: the parent run, a child per trial and per seed, curves, score
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 TINY = [
@@ -42,8 +44,28 @@ def benchmark_result(prefect_harness, tmp_path_factory, shared_data):
     return out, base
 
 
+def _logged_bleu_is_that_of_the_logged_hypotheses(tracker, runs, monkeypatch, shared_data):
+    """Re-score each run's logged hypotheses against the split's references with sacrebleu."""
+    import sacrebleu
+
+    from attnbench.config import load_config
+    from attnbench.data.prepare import load_split
+
+    monkeypatch.setenv("ATTNBENCH_DATA_DIR", str(shared_data))
+    split = "test_2016_flickr"
+    refs = load_split(load_config(preset="quick", overrides=TINY).data, split).tgt
+    for _, run in runs.iterrows():
+        text = tracker.client.download_artifacts(run["run_id"], f"hypotheses/{split}.txt")
+        hyps = Path(text).read_text(encoding="utf-8").splitlines()
+        assert len(hyps) == len(refs) == 40
+        bleu, chrf = sacrebleu.corpus_bleu(hyps, [refs]), sacrebleu.corpus_chrf(hyps, [refs])
+        assert run[f"metrics.test/{split}/bleu"] == pytest.approx(bleu.score, abs=1e-9)
+        assert run[f"metrics.test/{split}/chrf"] == pytest.approx(chrf.score, abs=1e-9)
+        assert chrf.score > 0  # a tiny model's BLEU may be 0; its chrF is not
+
+
 @pytest.mark.slow
-def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result):
+def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result, monkeypatch, shared_data):
     from attnbench.tracking import PARENT_TAG, Tracker
 
     out, base = benchmark_result
@@ -63,8 +85,8 @@ def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result):
     for column in ("tags.device", "tags.seed", "tags.decoder", "tags.git_commit"):
         assert finals[column].notna().all(), column
     main = finals[finals["tags.dataset"] == "main"]
-    assert (main["metrics.test/test_2016_flickr/bleu"] >= 0).all()
     assert main["tags.test/test_2016_flickr/bleu_signature"].str.contains("nrefs:1").all()
+    _logged_bleu_is_that_of_the_logged_hypotheses(tracker, main, monkeypatch, shared_data)
     rev = finals[finals["tags.dataset"] == "reverse"]
     assert rev["metrics.test/test/exact_match"].notna().all()
     run_id = main["run_id"].iloc[0]
