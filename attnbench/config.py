@@ -397,13 +397,33 @@ def validate_config(
                 origin = setter
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown setting (check the spelling; see `attnbench train --help`)"
+            msg = f"unknown setting; {_known_settings(err['loc'])}"
         got = err.get("input")
         shown = (
             "" if err["type"] == "extra_forbidden" or isinstance(got, dict) else f" (got {got!r})"
         )
         more = f"; and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
         raise UserError(f"{origin}: {where}: {msg}{shown}{more}") from exc
+
+
+def _known_settings(loc: tuple[str | int, ...]) -> str:
+    """The nearest valid name beside an unknown one, else all of them: `--help` lists no
+    config keys, so the error is where a user learns them."""
+    import difflib
+
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return "see attnbench/configs/*.yaml for the settings"
+        model = annotation
+    names = sorted(model.model_fields)
+    prefix = "".join(f"{part}." for part in loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    if close:
+        return f"did you mean {prefix}{close[0]}?"
+    return f"the settings here: {', '.join(prefix + n for n in names)}"
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -28,7 +28,17 @@ def test_file_then_overrides_win_over_the_preset(tmp_path):
 @pytest.mark.parametrize(
     ("text", "overrides", "message"),
     [
-        ("model:\n  hiden_dim: 3\n", [], r"model\.hiden_dim: unknown setting"),
+        (
+            "model:\n  hiden_dim: 3\n",
+            [],
+            r"model\.hiden_dim: unknown setting; did you mean model\.hidden_dim\?$",
+        ),
+        (
+            "eval:\n  zzz: 1\n",
+            [],
+            r"eval\.zzz: unknown setting; the settings here: eval\.batch_size, eval\.beam_size",
+        ),
+        ("", ["zzz=1"], r"^--set 'zzz=1': zzz: unknown setting; the settings here: benchmark,"),
         ("train:\n  epochs: -1\n", [], r"train\.epochs: Input should be greater than 0 \(got -1\)"),
         ("train:\n  epochs: many\n", [], r"train\.epochs: Input should be a valid integer"),
         ("model:\n  hidden_dim: 15\n", [], r"hidden_dim must be even"),
