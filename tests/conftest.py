@@ -14,6 +14,21 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 telemetry_off_by_default()
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say which stores the scale-out tests used, so a CI machine that lost its PostgreSQL
+    shows it in the log (also under -q) instead of quietly testing journal files only."""
+    import os
+
+    if os.environ.get("ATTNBENCH_TEST_POSTGRES_URL"):
+        line = "attnbench: the PostgreSQL tests ran ($ATTNBENCH_TEST_POSTGRES_URL)"
+    else:
+        line = (
+            "attnbench: the PostgreSQL tests did NOT run (ATTNBENCH_TEST_POSTGRES_URL unset; "
+            "`.ci/run` sets it when pg_isready answers on 127.0.0.1:5432)"
+        )
+    terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The offline copies of Multi30k and FLORES (../shared/data beside the repository)."""
