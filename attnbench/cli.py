@@ -166,14 +166,21 @@ def evaluate(
     ] = None,
 ) -> None:
     """Decode a split with a trained checkpoint and score it with sacrebleu (BLEU, chrF, TER)."""
+    from attnbench.data.prepare import load_split
     from attnbench.train import resolve_device
     from attnbench.trained import default_test_splits, evaluate_split, load_trained
 
     device = resolve_device("auto")
     trained = load_trained(checkpoint, device)
     splits = split or default_test_splits(trained)
-    if hypotheses is not None and len(splits) != 1:
-        raise UserError("--hypotheses needs exactly one --split")
+    if hypotheses is not None:
+        if len(splits) != 1:
+            raise UserError("--hypotheses needs exactly one --split")
+        if hypotheses.is_dir():
+            raise UserError(f"--hypotheses {hypotheses} is a folder; name a file in it")
+        check_folder(hypotheses.parent, "--hypotheses")
+    for name in splits:  # every split is found (or one line) before any is decoded
+        load_split(trained.config.data, name)
     for name in splits:
         res = evaluate_split(trained, name, device, beam_size=beam, progress=True)
         _print_scores(name, res.scores)

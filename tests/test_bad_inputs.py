@@ -148,6 +148,18 @@ CASES = {
         lambda t, s: ["evaluate", "--checkpoint", str(write(t / "best.pt", b"\x00garbage"))],
         "is corrupt or not a torch checkpoint",
     ),
+    "a folder as --hypotheses": (
+        lambda t, s: [
+            "evaluate",
+            "--checkpoint",
+            str(existing_run(t) / "best.pt"),
+            "--split",
+            "test",
+            "--hypotheses",
+            str(t),
+        ],
+        "is a folder; name a file in it",
+    ),
     "a folder as checkpoint": (
         lambda t, s: ["evaluate", "--checkpoint", str(t)],
         "is a folder; pass a checkpoint file in it",
