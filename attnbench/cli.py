@@ -505,6 +505,10 @@ def _invoke(args: list[str]) -> int | None:
     return code if isinstance(code, int) else None
 
 
+#: options that only print (help, version): a bad setting must not stand in their way
+_PRINT_ONLY_OPTIONS = {"--help", "--version"}
+
+
 def main() -> None:
     """Entry point: telemetry off unless the user chose otherwise; UserError -> one line, 2."""
     telemetry_off_by_default()
@@ -518,7 +522,8 @@ def main() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        check_environment()
+        if _PRINT_ONLY_OPTIONS.isdisjoint(sys.argv[1:]):
+            check_environment()
         code = _invoke(sys.argv[1:])
         if code == 130:  # Typer turns Ctrl+C inside a command into exit code 130
             raise KeyboardInterrupt

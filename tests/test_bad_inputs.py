@@ -290,6 +290,15 @@ def test_a_bad_kernel_backend_setting_stops_the_command_before_it_starts(
     assert not (tmp_path / "attnbench-runs").exists()
 
 
+@pytest.mark.parametrize("args", [["run", "--help"], ["--help"], ["--version"]])
+def test_a_bad_kernel_backend_setting_does_not_block_help_or_version(args, monkeypatch, capsys):
+    """--help is how a user finds out what to set it to: only commands that work check it."""
+    monkeypatch.setenv("ATTNBENCH_CPU_KERNEL_BACKEND", "fast")
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0 and err == "", err
+    assert ("Usage: attnbench" in out) if "--help" in args else out.startswith("attnbench ")
+
+
 @pytest.mark.slow  # starts (and times out) a real ephemeral Prefect server in a fresh process
 def test_a_prefect_server_that_does_not_start_in_time_is_one_clear_line(tmp_path, shared_data):
     """Prefect's own RuntimeError and traceback become one line saying what to raise; the
