@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from attnbench.configs import preset_names
 from attnbench.errors import UserError, check_folder
 from attnbench.settings import check_environment, telemetry_off_by_default
 
@@ -25,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstrings' wrapped lines join into paragraphs
 )
 
 
@@ -59,16 +61,27 @@ def _options(
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (on top of the preset).")
 ]
-PresetOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--preset", "-p", help="Named preset from attnbench/configs: quick, multi30k-cpu, ..."
-    ),
-]
+
+
+def _preset_option(default: str) -> typer.models.OptionInfo:
+    """--preset, naming the presets and this command's default."""
+    return typer.Option(
+        "--preset",
+        "-p",
+        metavar="NAME",
+        help=f"Named preset: {', '.join(preset_names())} \\[default: {default}; none with "
+        "--config].",
+    )
+
+
+PresetOpt = Annotated[str | None, _preset_option("quick")]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", "-s", help="Override one setting, e.g. --set train.epochs=3 (repeatable)."
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override one setting, e.g. --set train.epochs=3 (repeatable).",
     ),
 ]
 
@@ -94,7 +107,8 @@ def train(
         typer.Option(
             "--out",
             "-o",
-            help="Run directory \\[default: attnbench-runs/train/<name>-<attention>].",
+            help="Run directory \\[default: attnbench-runs/train/NAME-ATTENTION, NAME the "
+            "config's name].",
         ),
     ] = None,
     resume: Annotated[
@@ -154,7 +168,9 @@ def evaluate(
     split: Annotated[
         list[str] | None,
         typer.Option(
-            "--split", help="Split to score (repeatable) \\[default: the config's test splits]."
+            "--split",
+            metavar="SPLIT",
+            help="Split to score (repeatable) \\[default: the config's test splits].",
         ),
     ] = None,
     beam: Annotated[
@@ -279,7 +295,7 @@ def run(
 @app.command()
 def sweep(
     config: ConfigOpt = None,
-    preset: PresetOpt = None,
+    preset: Annotated[str | None, _preset_option("britz-sweep")] = None,
     set_: SetOpt = None,
     workdir: WorkdirOpt = Path("attnbench-runs"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
@@ -411,7 +427,7 @@ def report(
     ] = None,
     experiment: Annotated[
         str | None,
-        typer.Option(help="MLflow experiment \\[default: attnbench-<name> of the config]."),
+        typer.Option(help="MLflow experiment \\[default: attnbench-NAME, NAME the config's name]."),
     ] = None,
 ) -> None:
     """Rebuild the report from what MLflow holds (any past pipeline run)."""

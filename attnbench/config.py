@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from attnbench.configs import preset_names
 from attnbench.errors import UserError
 
 #: names become folder and experiment names: no separators, no leading dot
@@ -289,12 +290,6 @@ class ExperimentConfig(_Strict):
 
 
 PRESETS_PACKAGE = "attnbench.configs"
-
-
-def preset_names() -> list[str]:
-    """Names of the YAML presets shipped in the package (attnbench/configs/*.yaml)."""
-    files = resources.files(PRESETS_PACKAGE).iterdir()
-    return sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml"))
 
 
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:

@@ -29,11 +29,17 @@ def test_help_lists_the_commands(monkeypatch, capsys):
 @pytest.mark.parametrize(
     ("command", "text"),
     [
-        ("train", "[default: attnbench-runs/train/<name>-<attention>]"),
+        ("train", "[default: attnbench-runs/train/NAME-ATTENTION, NAME the config's name]"),
         ("evaluate", "[default: config]"),
         ("bench", "[default: forward]"),
         ("bench", "[cpu float32, cuda bf16]"),
         ("report", "[default: the latest]"),
+        ("report", "[default: attnbench-NAME, NAME the config's name]"),
+        ("sweep", "[default: britz-sweep; none with --config]"),
+        ("tune", "[default: quick; none with --config]"),
+        ("run", "Named preset: britz-sweep, britz-sweep-cpu, long, multi30k, multi30k-cpu, quick"),
+        ("run", "KEY=VALUE"),
+        ("run", "MLflow and Optuna default to files in --workdir"),  # wrapped lines joined
     ],
 )
 def test_help_shows_the_bracketed_defaults(command, text, monkeypatch, capsys):

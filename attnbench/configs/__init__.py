@@ -1,0 +1,11 @@
+"""The YAML presets shipped with attnbench; light (no pydantic), so `--help` can list them."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+
+def preset_names() -> list[str]:
+    """Names of the YAML presets shipped in the package (attnbench/configs/*.yaml)."""
+    files = resources.files(__name__).iterdir()
+    return sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml"))
