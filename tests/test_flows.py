@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._rescore import assert_scores_match_logged_hypotheses
+
 TINY = [
     "data.train_limit=400",
     "data.val_limit=30",
@@ -44,26 +46,6 @@ def benchmark_result(prefect_harness, tmp_path_factory, shared_data):
     return out, base
 
 
-def _logged_bleu_is_that_of_the_logged_hypotheses(tracker, runs, monkeypatch, shared_data):
-    """Re-score each run's logged hypotheses against the split's references with sacrebleu."""
-    import sacrebleu
-
-    from attnbench.config import load_config
-    from attnbench.data.prepare import load_split
-
-    monkeypatch.setenv("ATTNBENCH_DATA_DIR", str(shared_data))
-    split = "test_2016_flickr"
-    refs = load_split(load_config(preset="quick", overrides=TINY).data, split).tgt
-    for _, run in runs.iterrows():
-        text = tracker.client.download_artifacts(run["run_id"], f"hypotheses/{split}.txt")
-        hyps = Path(text).read_text(encoding="utf-8").splitlines()
-        assert len(hyps) == len(refs) == 40
-        bleu, chrf = sacrebleu.corpus_bleu(hyps, [refs]), sacrebleu.corpus_chrf(hyps, [refs])
-        assert run[f"metrics.test/{split}/bleu"] == pytest.approx(bleu.score, abs=1e-9)
-        assert run[f"metrics.test/{split}/chrf"] == pytest.approx(chrf.score, abs=1e-9)
-        assert chrf.score > 0  # a tiny model's BLEU may be 0; its chrF is not
-
-
 @pytest.mark.slow
 def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result, monkeypatch, shared_data):
     from attnbench.tracking import PARENT_TAG, Tracker
@@ -86,7 +68,8 @@ def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result, monkey
         assert finals[column].notna().all(), column
     main = finals[finals["tags.dataset"] == "main"]
     assert main["tags.test/test_2016_flickr/bleu_signature"].str.contains("nrefs:1").all()
-    _logged_bleu_is_that_of_the_logged_hypotheses(tracker, main, monkeypatch, shared_data)
+    monkeypatch.setenv("ATTNBENCH_DATA_DIR", str(shared_data))
+    assert_scores_match_logged_hypotheses(tracker, main, TINY, "test_2016_flickr", sentences=40)
     rev = finals[finals["tags.dataset"] == "reverse"]
     assert rev["metrics.test/test/exact_match"].notna().all()
     run_id = main["run_id"].iloc[0]
@@ -104,7 +87,6 @@ def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result, monkey
 
 @pytest.mark.slow
 def test_report_step_wrote_its_output(benchmark_result):
-    from pathlib import Path
 
     out, base = benchmark_result
     report = Path(out["report"])
@@ -131,7 +113,6 @@ def test_html_report_in_a_real_browser(benchmark_result, tmp_path):
     """Headless Debian chromium (driven by Playwright, no browser download) opens the report:
     no console errors, no broken images, every section and plot present."""
     import shutil
-    from pathlib import Path
 
     from playwright.sync_api import sync_playwright
 
