@@ -180,6 +180,7 @@ def evaluate(
         Path | None,
         typer.Option(help="Write the detokenised outputs here, one per line (one split)."),
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Decode a split with a trained checkpoint and score it with sacrebleu (BLEU, chrF, TER)."""
     from attnbench.data.prepare import load_split
@@ -198,7 +199,7 @@ def evaluate(
     for name in splits:  # every split is found (or one line) before any is decoded
         load_split(trained.config.data, name)
     for name in splits:
-        res = evaluate_split(trained, name, device, beam_size=beam, progress=True)
+        res = evaluate_split(trained, name, device, beam_size=beam, progress=not quiet)
         _print_scores(name, res.scores)
         typer.echo(f"  {res.scores['bleu_signature']}")
         if hypotheses is not None:

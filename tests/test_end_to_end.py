@@ -31,4 +31,11 @@ def test_train_then_evaluate_on_multi30k(tmp_path, shared_data):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "BLEU" in done.stdout and "nrefs:1" in done.stdout
+    assert "decode multi30k/test_2016_flickr" in done.stderr  # the progress bar
     assert len(hyps.read_text(encoding="utf-8").splitlines()) == 100
+
+    quiet = subprocess.run([*cmd[:-2], "--quiet"], env=env, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stdout == done.stdout  # the same scores, deterministic decoding
+    assert "decode" not in quiet.stderr
