@@ -509,9 +509,14 @@ def _fail_runs_left_open(reason: str) -> None:
         tracking.fail_open_runs(reason)
 
 
-#: Click's usage error and base exception as this Typer raises them (Typer 0.29 vendors Click
-#: as a private module, older releases use click itself): the bases of typer.BadParameter
-_UsageError, _ClickException = typer.BadParameter.__mro__[1:3]
+def _click_class(name: str) -> type[Exception]:
+    """Click's exception `name` as this Typer raises it: a base of the public
+    typer.BadParameter (Typer 0.29 vendors Click as a private module, older releases use
+    click itself), found by name so neither layout is imported by path."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+_UsageError, _ClickException = _click_class("UsageError"), _click_class("ClickException")
 
 
 def _invoke(args: list[str]) -> int | None:
