@@ -20,6 +20,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from attnbench.report import plots
+from attnbench.report.significance import ALPHA, comparisons
 from attnbench.results import (
     children,
     curves,
@@ -100,6 +101,24 @@ class ReportData:
         return self.config.get("benchmark", {}).get("baseline", "additive")
 
 
+def _verdict(system: str, baseline: str, diff: float, tests: pd.DataFrame, family: int) -> str:
+    """A sentence on one system's mean BLEU difference and how many seeds back it.
+
+    Seeds count for the direction they are significant in, so seeds that disagree are said,
+    not summed into the mean's direction.
+    """
+    word = "higher" if diff > 0 else "lower"
+    significant = tests[tests["significant"]]
+    along = int((significant["diff"] * diff > 0).sum())
+    against = int((significant["diff"] * diff < 0).sum())
+    text = (f"{system} is {abs(diff):.2f} BLEU {word} than {baseline} on average; {word} "
+            f"significantly in {along} of {len(tests)} seeds")  # fmt: skip
+    if against:
+        other = "lower" if diff > 0 else "higher"
+        text += f", {other} significantly in {against}"
+    return text + f" (Holm over {family} tests)."
+
+
 def verdict_section(data: ReportData) -> Section:
     sec = Section("verdict", "Verdict: quality per variant, with spread and significance")
     if data.finals.empty:
@@ -109,10 +128,13 @@ def verdict_section(data: ReportData) -> Section:
     sec.say(
         "Scores are sacreBLEU on detokenised output: mean ± std over seeds, with the 95% "
         "t-interval half-width in brackets. p: paired bootstrap against the baseline "
-        f"'{data.baseline}', per seed (sacrebleu.significance, 1000 resamples by default)."
+        f"'{data.baseline}', per seed (sacrebleu.significance, 1000 resamples by default, so "
+        "no p below 0.001), Holm-adjusted over all of a split's tests (variants x seeds) in "
+        f"brackets; a seed's difference counts as significant where the adjusted p < {ALPHA}."
     )
     for (dataset, split), block in summary.groupby(["dataset", "split"]):
         sig = data.significance.get(dataset, {}).get(split, {})
+        tests = comparisons(sig, data.baseline)
         rows, sentences = [], []
         base = block[(block["attention"] == data.baseline) & (block["metric"] == "bleu")]
         base_bleu = float(base["mean"].iloc[0]) if not base.empty else math.nan
@@ -123,17 +145,13 @@ def verdict_section(data: ReportData) -> Section:
                 if metric in by.index:
                     r = by.loc[metric]
                     row[metric] = _fmt(r["mean"], r["std"], r["ci95"])
-            pvals = [s[attention]["bleu"]["p_value"] for s in sig.values() if attention in s]
-            pvals = [p for p in pvals if p is not None]
-            if attention != data.baseline and pvals:
-                hits = sum(p < 0.05 for p in pvals)
-                row["p (BLEU) per seed"] = ", ".join(f"{p:.3f}" for p in pvals)
-                diff = float(by.loc["bleu", "mean"]) - base_bleu
-                word = "higher" if diff > 0 else "lower"
-                sentences.append(
-                    f"{attention} is {abs(diff):.2f} BLEU {word} than {data.baseline}; the "
-                    f"difference is significant (p < 0.05) in {hits} of {len(pvals)} seeds."
+            mine = tests[tests["system"] == attention]
+            if attention != data.baseline and not mine.empty:
+                row["p (BLEU) per seed [Holm]"] = ", ".join(
+                    f"{t.p:.3f} [{t.p_holm:.3f}]" for t in mine.itertuples()
                 )
+                diff = float(by.loc["bleu", "mean"]) - base_bleu
+                sentences.append(_verdict(attention, data.baseline, diff, mine, len(tests)))
             rows.append(row)
         sec.table(pd.DataFrame(rows), f"{dataset} / {split}")
         if sentences:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from attnbench.report.significance import ALPHA, comparisons
 from attnbench.results import runs_summary, save_parquet
 from attnbench.tracking import Tracker
 
@@ -40,19 +41,18 @@ def headline_tables(summary: pd.DataFrame) -> str:
 
 
 def significance_lines(significance: dict[str, Any], baseline: str) -> str:
+    """A line per (split, seed, system) test against the baseline; significance judged on
+    Holm-adjusted p-values over each split's tests (attnbench.report.significance)."""
     lines = []
     for split, per_seed in significance.items():
-        for seed, systems in per_seed.items():
-            for name, metrics in systems.items():
-                if name == baseline:
-                    continue
-                p = metrics["bleu"]["p_value"]
-                verdict = "significant" if p is not None and p < 0.05 else "not significant"
-                lines.append(
-                    f"- {split}, seed {seed}: {name} vs {baseline}: BLEU "
-                    f"{metrics['bleu']['score']:.2f} vs {systems[baseline]['bleu']['score']:.2f}, "
-                    f"paired bootstrap p = {p:.4f} ({verdict} at 0.05)"
-                )
+        tests = comparisons(per_seed, baseline)
+        for row in tests.itertuples():
+            verdict = "significant" if row.significant else "not significant"
+            lines.append(
+                f"- {split}, seed {row.seed}: {row.system} vs {baseline}: BLEU "
+                f"{row.score:.2f} vs {row.baseline_score:.2f}, paired bootstrap p = {row.p:.4f}, "
+                f"Holm-adjusted over {len(tests)} tests {row.p_holm:.4f} ({verdict} at {ALPHA})"
+            )
     return "\n".join(lines) + "\n" if lines else "_No significance results._\n"
 
 
