@@ -151,7 +151,10 @@ class EvalConfig(_Strict):
     batch_size: int = Field(128, gt=0)
     #: source-length bucket edges (subwords) for BLEU by length
     length_buckets: list[int] = [10, 20, 30, 50]
-    #: bootstrap resamples for paired significance
+    #: bootstrap resamples n for paired significance. No p is below 1 / (n + 1), and the
+    #: reports' Holm correction multiplies the smallest by the number of tests m (variants
+    #: other than the baseline x seeds), so nothing reads significant at 0.05 unless
+    #: n + 1 > 20 m: raise it for large grids (1000 allows m <= 50)
     bootstrap_samples: int = Field(1000, gt=0)
 
 

@@ -128,9 +128,10 @@ def verdict_section(data: ReportData) -> Section:
     sec.say(
         "Scores are sacreBLEU on detokenised output: mean ± std over seeds, with the 95% "
         "t-interval half-width in brackets. p: paired bootstrap against the baseline "
-        f"'{data.baseline}', per seed (sacrebleu.significance, 1000 resamples by default, so "
-        "no p below 0.001), Holm-adjusted over all of a split's tests (variants x seeds) in "
-        f"brackets; a seed's difference counts as significant where the adjusted p < {ALPHA}."
+        f"'{data.baseline}', per seed (sacrebleu.significance; with n = eval.bootstrap_samples "
+        "resamples, 1000 by default, no p is below 1 / (n + 1)), Holm-adjusted over all of a "
+        "split's tests (variants x seeds) in brackets; a seed's difference counts as "
+        f"significant where the adjusted p < {ALPHA}."
     )
     for (dataset, split), block in summary.groupby(["dataset", "split"]):
         sig = data.significance.get(dataset, {}).get(split, {})
