@@ -527,6 +527,13 @@ def _invoke(args: list[str]) -> int | None:
     return code if isinstance(code, int) else None
 
 
+def _not_printed_by_prefect(record: logging.LogRecord) -> bool:
+    """False once a flow has started: Prefect's console handler on the root logger prints
+    attnbench's records (with a timestamp) too, and every line came out twice."""
+    root_handlers = logging.getLogger().handlers
+    return not any(type(h).__name__ == "PrefectConsoleHandler" for h in root_handlers)
+
+
 #: options that only print (help, version): a bad setting must not stand in their way
 _PRINT_ONLY_OPTIONS = {"--help", "--version"}
 
@@ -541,6 +548,7 @@ def main() -> None:
     handler = logging.StreamHandler()  # the current stderr (main may run more than once)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.attnbench_cli = True  # type: ignore[attr-defined]
+    handler.addFilter(_not_printed_by_prefect)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:

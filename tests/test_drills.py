@@ -434,6 +434,10 @@ def test_an_unreachable_mlflow_server_fails_fast_and_writes_nothing(tmp_path, sh
     with running_mlflow_server(backend, tmp_path / "mlartifacts", port, tmp_path / "mlflow.log"):
         done = run_to_end(cmd, env, tmp_path, timeout=240)
         assert done.returncode == 0, done.stderr[-4000:]
+        # each training log line once, in Prefect's format (the CLI's own copy is off)
+        lines = done.stderr.splitlines()
+        assert any(" | INFO    | attnbench.train - epoch   1 " in line for line in lines)
+        assert not [line for line in lines if line.startswith("epoch ")], done.stderr[-4000:]
         from attnbench.tracking import Tracker
 
         runs = Tracker(uri, EXPERIMENT).search_runs()
