@@ -149,3 +149,39 @@ def test_full_model_rows_become_dashboard_metrics():
     assert not [k for k in metrics if "keys_per_step" in k and k.endswith("/speedup")]
     assert "bench/model/greedy_decode/scaled_dot/keys_once/src40_tgt20/tokens_per_s" in metrics
     assert full_model_metrics([]) == {}
+
+
+def _trials(completed: int) -> pd.DataFrame:
+    """Trial runs of two studies as MLflow lists them: `completed` finished trials each with
+    the same (seeded) parameters, one pruned trial each."""
+    import random
+
+    rng = random.Random(0)
+    params = [(10 ** rng.uniform(-4, -2), rng.uniform(0, 0.5)) for _ in range(completed + 1)]
+    rows = []
+    for attention in ("additive", "dot"):
+        for trial, (lr, dropout) in enumerate(params):
+            rows.append({
+                "dataset": "main", "attention": attention, "trial": trial,
+                "trial_state": "PRUNED" if trial == completed else "COMPLETE",
+                "metrics.best/val/loss": 3 + 100 * lr + dropout + rng.random() / 10,
+                "params.train.lr": str(lr), "params.model.dropout": str(dropout),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("completed", [3, 12])
+def test_tuning_section_tables_and_when_importances_say_little(completed):
+    from attnbench.report.html import FEW_TRIALS, ReportData, tuning_section
+
+    space = {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+             "model.dropout": {"type": "float", "low": 0.0, "high": 0.5}}  # fmt: skip
+    config = {"tune": {"metric": "val/loss", "n_trials": completed + 1, "space": space}}
+    data = ReportData(None, "p", config, pd.DataFrame(), _trials(completed), pd.DataFrame(), {})
+    section = tuning_section(data)
+    states, importance = section.tables
+    assert "<th>state</th>" not in states["html"]  # the unstacked axis name is not a column
+    assert "<th>COMPLETE</th>" in states["html"] and "<th>PRUNED</th>" in states["html"]
+    assert f"<td>{completed}</td>" in importance["html"]  # the 'completed' column
+    caveat = [p for p in section.paragraphs if "say little" in p["text"]]
+    assert len(caveat) == (1 if completed < FEW_TRIALS else 0)

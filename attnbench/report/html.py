@@ -209,6 +209,10 @@ def curves_section(data: ReportData) -> Section:
     return sec
 
 
+#: completed trials below which the report warns that importances say little
+FEW_TRIALS = 10
+
+
 def tuning_section(data: ReportData) -> Section:
     sec = Section("tuning", "Tuning: Optuna history, budget and parameter importance")
     tune = data.config.get("tune", {})
@@ -225,7 +229,7 @@ def tuning_section(data: ReportData) -> Section:
     states = (
         data.trials.assign(state=data.trials.get("trial_state", "UNKNOWN"))
         .groupby(["dataset", "attention", "state"]).size().unstack("state", fill_value=0)
-        .reset_index()
+        .rename_axis(columns=None).reset_index()  # no empty "state" column in the table
     )  # fmt: skip
     sec.table(states, "Trials by final state (completed, pruned, failed)")
     for dataset in sorted(data.trials["dataset"].unique()):
@@ -238,6 +242,14 @@ def tuning_section(data: ReportData) -> Section:
         sec.say("Parameter importances need at least two completed trials per study.", "missing")
     else:
         sec.table(importances, "Parameter importance (Optuna fANOVA, per study)")
+        if (importances["completed"] < FEW_TRIALS).any():
+            sec.say(
+                "fANOVA fits a random forest to a study's completed trials; with fewer than "
+                f"{FEW_TRIALS} (the 'completed' column) the importances say little. TPE's first "
+                "trials are random draws, seeded alike in every study, so studies with the "
+                "same few trials can show the same numbers.",
+                "missing",
+            )
     return sec
 
 
@@ -281,7 +293,7 @@ def parameter_importances(trials: pd.DataFrame, tune: dict, metric: str) -> pd.D
             imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
         except (ValueError, RuntimeError):  # too few distinct trials for the evaluator
             continue
-        rows.append({"dataset": dataset, "attention": attention,
+        rows.append({"dataset": dataset, "attention": attention, "completed": len(g),
                      **{k: f"{v:.2f}" for k, v in imp.items()}})  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 COLORS = {"additive": "#1f77b4", "dot": "#d62728", "general": "#2ca02c", "scaled_dot": "#9467bd"}
 
@@ -34,6 +35,7 @@ def learning_curves(curves: pd.DataFrame, dataset: str, ylabel: str) -> str:
         label = attention if seed == curves["seed"].min() else None
         ax.plot(g["epoch"], g["value"], color=_color(attention), alpha=0.8, label=label, marker=".")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
     ax.set_ylabel(ylabel)
     ax.set_title(f"{dataset}: {ylabel} per epoch (every seed)")
     ax.legend(fontsize=8)
@@ -53,6 +55,7 @@ def optimisation_history(trials: pd.DataFrame, dataset: str, metric: str) -> str
         best = values.cummin() if lower_better else values.cummax()
         ax.step(g["trial"], best, where="post", color=_color(attention), label=attention)
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
     ax.set_title(f"{dataset}: Optuna optimisation history")
     ax.legend(fontsize=8)
