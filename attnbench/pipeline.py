@@ -356,7 +356,8 @@ def evaluate_and_log(
 
 
 def attention_maps(trained: Any, res: Any, count: int) -> list[dict[str, Any]]:
-    """The first `count` sentences: source/output pieces and the weights between them."""
+    """The first `count` sentences: the source sentence, source/output pieces (the axes'
+    labels) and the weights between them."""
     maps = []
     for i in range(min(count, len(res.translations.sources))):
         src_ids = trained.src_tok.encode(res.translations.sources[i])
@@ -365,6 +366,7 @@ def attention_maps(trained: Any, res: Any, count: int) -> list[dict[str, Any]]:
         maps.append(
             {
                 "index": i,
+                "source_text": res.translations.sources[i],  # the figure's caption
                 "source": [*trained.src_tok.pieces(src_ids), "</s>"],
                 "output": [*trained.tgt_tok.pieces(hyp_ids), "</s>"][: weights.shape[0]],
                 "weights": [[round(float(w), 4) for w in row] for row in weights],

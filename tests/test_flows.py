@@ -3,6 +3,8 @@ what MLflow holds: the parent run, a child per trial and per seed, curves, score
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,14 @@ def benchmark_result(prefect_harness, tmp_path_factory, shared_data):
     return out, base
 
 
+def _sources() -> list[str]:
+    """The main dataset's test_2016_flickr source sentences under TINY (shared data)."""
+    from attnbench.config import load_config
+    from attnbench.data.prepare import load_split
+
+    return load_split(load_config(preset="quick", overrides=TINY).data, "test_2016_flickr").src
+
+
 @pytest.mark.slow
 def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result, monkeypatch, shared_data):
     from attnbench.tracking import PARENT_TAG, Tracker
@@ -77,6 +87,12 @@ def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result, monkey
         assert [s for s, _ in tracker.metric_history(run_id, key)] == [1, 2], key
     artifacts = {a.path for a in tracker.client.list_artifacts(run_id)}
     assert {"config.json", "hypotheses", "attention_maps", "by_length"} <= artifacts
+    maps = tracker.load_json_artifact(run_id, "attention_maps/test_2016_flickr.json")
+    assert maps and [m["source_text"] for m in maps] == _sources()[: len(maps)]
+    for m in maps:  # output x source weights, each row a distribution over the source
+        assert len(m["weights"]) == len(m["output"])
+        assert all(len(row) == len(m["source"]) for row in m["weights"])
+        assert all(abs(sum(row) - 1) < 1e-2 for row in m["weights"])
     assert set(finals["run_id"]) <= tracker.runs_with_models()
     # the attention benchmark's child: how far the device's limits moved during it
     bench = children[children["tags.kind"] == "bench"]
@@ -86,15 +102,20 @@ def test_parent_flow_logs_the_whole_hierarchy_to_mlflow(benchmark_result, monkey
 
 
 @pytest.mark.slow
-def test_report_step_wrote_its_output(benchmark_result):
+def test_report_step_wrote_its_output(benchmark_result, monkeypatch, shared_data):
+    monkeypatch.setenv("ATTNBENCH_DATA_DIR", str(shared_data))  # the sources, for the captions
 
     out, base = benchmark_result
     report = Path(out["report"])
     assert report.name == "index.html" and report.is_relative_to(base / "rep")
     text = (report.parent / "summary.md").read_text()
     assert "### main / test_2016_flickr" in text and "| additive |" in text and "| dot |" in text
-    assert "paired bootstrap p =" in text
+    assert "paired bootstrap p =" in text and "Holm-adjusted over 2 tests" in text
     assert (report.parent / "scores.parquet").is_file()
+    # the attention maps' captions are the source sentences as written, not subword pieces
+    captions = re.findall(r'<figcaption class="muted">main / test_2016_flickr #\d: ([^<]*)<',
+                          report.read_text())  # fmt: skip
+    assert captions and captions == [html.escape(s) for s in _sources()[: len(captions)]]
 
 
 @pytest.mark.slow

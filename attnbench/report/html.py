@@ -248,7 +248,7 @@ def tuning_section(data: ReportData) -> Section:
                 f"{FEW_TRIALS} (the 'completed' column) the importances say little. TPE's first "
                 "trials are random draws, seeded alike in every study, so studies with the "
                 "same few trials can show the same numbers.",
-                "missing",
+                "caveat",  # a warning about what is there, not a note of what is missing
             )
     return sec
 
@@ -426,7 +426,9 @@ def maps_section(data: ReportData, count: int = 2) -> Section:
             continue
         for i in range(min(count, *(len(m) for m in by_variant.values()))):
             sentence = {name: maps[i] for name, maps in sorted(by_variant.items())}
-            source = " ".join(next(iter(sentence.values()))["source"])
+            first = next(iter(sentence.values()))
+            # the sentence as written; runs logged before it was stored show their pieces
+            source = first.get("source_text") or " ".join(first["source"])
             sec.figure(plots.attention_maps(sentence), f"{dataset} / {split} #{i}: {source}")
     return sec
 
