@@ -10,6 +10,7 @@ Embedded default: `sqlite:///<workdir>/mlflow.db` with artifacts in `<workdir>/m
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -179,6 +180,31 @@ def _check_sqlite(uri: str) -> None:
                 )
 
 
+#: MLflow's caution on pickled models, logged for every model saved (24 in a `quick` run)
+PICKLE_CAUTION = "Saving pytorch model by Pickle or CloudPickle format"
+
+
+class _Once(logging.Filter):
+    """Lets records starting with `prefix` through the first time only."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(self.prefix):
+            return True
+        seen, self.seen = self.seen, True
+        return not seen
+
+
+def _say_once(logger: logging.Logger, prefix: str) -> None:
+    """Keep `logger`'s messages starting with `prefix` to one per process (idempotent)."""
+    if not any(isinstance(f, _Once) and f.prefix == prefix for f in logger.filters):
+        logger.addFilter(_Once(prefix))
+
+
 class Tracker:
     """One experiment in one tracking store; every call names its run id.
 
@@ -323,6 +349,8 @@ class Tracker:
         """An MLflow Model (loadable with mlflow.pytorch.load_model) inside this run."""
         import mlflow
         import mlflow.pytorch
+
+        _say_once(logging.getLogger("mlflow.pytorch"), PICKLE_CAUTION)
 
         with self._fluent(), mlflow.start_run(run_id=run_id, experiment_id=self.experiment_id):
             # pickle format: torch.export ("pt2") cannot trace packed RNN sequences

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -120,6 +121,32 @@ def test_a_logged_model_names_its_requirements_and_loads_back(tracker, tmp_path)
     lengths = torch.tensor([5, 5])
     with torch.no_grad():
         assert torch.equal(loaded(src, lengths, tgt)[0], model(src, lengths, tgt)[0])
+    # MLflow's pickle caution is said once per process, not once per model
+    from attnbench.tracking import PICKLE_CAUTION, _Once
+
+    filters = logging.getLogger("mlflow.pytorch").filters
+    assert [f for f in filters if isinstance(f, _Once) and f.prefix == PICKLE_CAUTION]
+
+
+def test_say_once_lets_one_matching_record_through(caplog):
+    """The filter behind MLflow's pickle caution; the caution's words are MLflow's own."""
+    import inspect
+
+    import mlflow.pytorch
+
+    from attnbench.tracking import PICKLE_CAUTION, _say_once
+
+    assert PICKLE_CAUTION in inspect.getsource(mlflow.pytorch.save_model)
+    logger = logging.getLogger("attnbench.test.say_once")
+    _say_once(logger, "caution")
+    _say_once(logger, "caution")  # idempotent: still one filter
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        for _ in range(3):
+            logger.warning("caution: pickles")
+            logger.info("other news")
+    messages = [r.getMessage() for r in caplog.records if r.name == logger.name]
+    assert messages == ["caution: pickles", "other news", "other news", "other news"]
 
 
 def test_a_sigterm_during_run_creation_arrives_once_the_run_is_registered(tracker, monkeypatch):
