@@ -63,9 +63,9 @@ def test_comparisons_cover_each_claim():
     assert groups["scaled_dot@1024"] == ["general@1024"]
 
 
-def _sweep(bleu: dict[str, dict[int, float]]) -> SweepData:
-    """Three seeds per cell around the given means; a paired test is significant (p=0.001)
-    where the two means differ by at least 1 BLEU, else not (p=0.4)."""
+def _sweep(bleu: dict[str, dict[int, float]], p_differ: float = 0.001) -> SweepData:
+    """Three seeds per cell around the given means; a paired test gives p_differ where the
+    two means differ by at least 1 BLEU, else p = 0.4."""
     rows = [
         {"variant": v, "attn_dim": d, "seed": s, "bleu": m + (s - 2) * 0.1}
         for v, per_dim in bleu.items() for d, m in per_dim.items() for s in (1, 2, 3)
@@ -81,7 +81,7 @@ def _sweep(bleu: dict[str, dict[int, float]]) -> SweepData:
     for baseline, others in comparisons(cfg):
         tests = {baseline: {"bleu": {"score": score(baseline), "p_value": None}}}
         for name in others:
-            p = 0.001 if abs(score(name) - score(baseline)) >= 1.0 else 0.4
+            p = p_differ if abs(score(name) - score(baseline)) >= 1.0 else 0.4
             tests[name] = {"bleu": {"score": score(name), "p_value": p}}
         significance[baseline] = {str(s): tests for s in (1, 2, 3)}
     return SweepData(cells, "test_2016_flickr", significance)
@@ -105,6 +105,16 @@ def test_no_collapse_means_the_collapse_claims_fail():
     assert list(verdicts.values()) == [
         "holds here", "does not hold here", "does not hold here", "does not hold here",
     ]  # fmt: skip
+
+
+def test_claims_that_differences_support_need_them_after_holms_correction():
+    """p = 0.02 in each of three seeds is significant alone, not after Holm (3 x 0.02): the
+    collapse claims no longer hold, while 'additive is flat' (which a difference would
+    refute) keeps raw p and still holds."""
+    verdicts = [c["verdict"] for c in claims(_sweep(BRITZ_SHAPE, p_differ=0.02))]
+    assert verdicts == ["holds here"] + ["does not hold here"] * 3
+    evidence = claims(_sweep(BRITZ_SHAPE, p_differ=0.02))[1]["evidence"]
+    assert "-3.80 (p=0.020, Holm 0.060)" in evidence
 
 
 def test_scaling_claim_fails_when_scaled_dot_itself_drops():

@@ -18,11 +18,11 @@ import pandas as pd
 from attnbench.bench.tables import markdown
 from attnbench.report.html import ReportData, Section, render, repro_section
 from attnbench.report.plots import _color, to_data_uri
+from attnbench.report.significance import ALPHA, holm
 from attnbench.sweep import PUBLISHED
 from attnbench.tracking import Tracker
 
 SIGNIFICANCE_ARTIFACT = "significance/sweep.json"
-ALPHA = 0.05
 
 
 @dataclass
@@ -98,14 +98,34 @@ def _paired(significance: dict[str, Any], baseline: str, system: str) -> list[tu
     return out
 
 
-def _evidence(pairs: list[tuple[float, float]]) -> str:
-    cells = ", ".join(f"{d:+.2f} (p={p:.3f})" for d, p in pairs)
+#: (BLEU difference, p, p the verdict uses) per seed
+Pair = tuple[float, float, float]
+
+
+def _holm(pairs: list[tuple[float, float]]) -> list[Pair]:
+    """For a claim that significant differences support: p Holm-adjusted over its seeds'
+    tests, so that each claim's chance of holding by luck stays at ALPHA."""
+    adjusted = holm([1.0 if p is None else p for _, p in pairs])
+    return [(d, p, a) for (d, p), a in zip(pairs, adjusted, strict=True)]
+
+
+def _raw(pairs: list[tuple[float, float]]) -> list[Pair]:
+    """For a claim that a significant difference refutes ("flat", "does not drop"): raw p,
+    since a correction would make the claim hold more easily; both rules err towards
+    'does not hold'."""
+    return [(d, p, 1.0 if p is None else p) for d, p in pairs]
+
+
+def _evidence(pairs: list[Pair]) -> str:
+    adjusted = any(p != a for _, p, a in pairs)
+    cells = ", ".join(f"{d:+.2f} (p={p:.3f}" + (f", Holm {a:.3f})" if adjusted else ")")
+                      for d, p, a in pairs)  # fmt: skip
     return f"per seed, BLEU difference and paired-bootstrap p: {cells}" if pairs else ""
 
 
-def _majority(pairs: list[tuple[float, float]], sign: int) -> bool:
+def _majority(pairs: list[Pair], sign: int) -> bool:
     """A majority of seeds show a significant difference in the direction `sign`."""
-    hits = sum(1 for d, p in pairs if p is not None and p < ALPHA and d * sign > 0)
+    hits = sum(1 for d, _, a in pairs if a < ALPHA and d * sign > 0)
     return bool(pairs) and hits * 2 > len(pairs)
 
 
@@ -129,11 +149,12 @@ def claims(sweep: SweepData) -> list[dict[str, str]]:
     if "additive" in variants:
         spread = means["additive"].max() - means["additive"].min()
         per_dim = [
-            f"A={d} against A={lo}: " + _evidence(_paired(sig, f"additive@{lo}", f"additive@{d}"))
+            f"A={d} against A={lo}: "
+            + _evidence(_raw(_paired(sig, f"additive@{lo}", f"additive@{d}")))
             for d in dims[1:]
         ]
         flat = spread < 1.0 or not any(
-            _majority(_paired(sig, f"additive@{lo}", f"additive@{d}"), s)
+            _majority(_raw(_paired(sig, f"additive@{lo}", f"additive@{d}")), s)
             for d in dims[1:]
             for s in (1, -1)
         )
@@ -143,7 +164,7 @@ def claims(sweep: SweepData) -> list[dict[str, str]]:
             f"mean BLEU range over dimensions {spread:.2f}; " + "; ".join(per_dim),
         )
     if "general" in variants:
-        pairs = _paired(sig, f"general@{lo}", f"general@{hi}")
+        pairs = _holm(_paired(sig, f"general@{lo}", f"general@{hi}"))
         add(
             f"Britz et al.: unscaled multiplicative attention (Mul = general) collapses at the "
             f"largest dimension ({hi} vs {lo}).",
@@ -151,15 +172,15 @@ def claims(sweep: SweepData) -> list[dict[str, str]]:
             _evidence(pairs),
         )
     if {"general", "additive"} <= variants:
-        pairs = _paired(sig, f"additive@{hi}", f"general@{hi}")
+        pairs = _holm(_paired(sig, f"additive@{hi}", f"general@{hi}"))
         add(
             f"Britz et al.: at dimension {hi} additive attention beats unscaled multiplicative.",
             _majority(pairs, -1) if pairs else None,
             _evidence(pairs),
         )
     if {"general", "scaled_dot"} <= variants:
-        pairs = _paired(sig, f"scaled_dot@{hi}", f"general@{hi}")
-        own = _paired(sig, f"scaled_dot@{lo}", f"scaled_dot@{hi}")
+        pairs = _holm(_paired(sig, f"scaled_dot@{hi}", f"general@{hi}"))
+        own = _raw(_paired(sig, f"scaled_dot@{lo}", f"scaled_dot@{hi}"))
         holds = (_majority(pairs, -1) and not _majority(own, -1)) if pairs and own else None
         add(
             f"Vaswani et al.: scaling by 1/sqrt(A) removes the collapse (scaled_dot beats general "
