@@ -7,7 +7,6 @@ checkpoints, so any result can be traced to the exact settings that made it.
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from attnbench.configs import preset_names
+from attnbench.configs import preset_names, preset_text
 from attnbench.errors import UserError
 
 #: names become folder and experiment names: no separators, no leading dot
@@ -292,9 +291,6 @@ class ExperimentConfig(_Strict):
     sweep: SweepConfig = SweepConfig()
 
 
-PRESETS_PACKAGE = "attnbench.configs"
-
-
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text) or {}
@@ -355,7 +351,7 @@ def load_config(
         names = preset_names()
         if preset not in names:
             raise UserError(f"unknown preset '{preset}'; choose one of: {', '.join(names)}")
-        text = resources.files(PRESETS_PACKAGE).joinpath(f"{preset}.yaml").read_text()
+        text = preset_text(preset)
         tree = _read_yaml(text, f"preset {preset}")
         origin = f"preset {preset}"
     if path is not None:

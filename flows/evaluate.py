@@ -53,10 +53,10 @@ def evaluate_flow(
             v: {int(s): r["run_dir"] for s, r in seeds.items()} for v, seeds in variants.items()
         }
         out[dataset] = significance_task(tree, dataset, dirs, workdir, parent_run_id)
-    from attnbench.report.summary import significance_lines
+    from attnbench.report.summary import significance_tables
 
     baseline = as_config(tree).benchmark.baseline
-    text = "\n".join(f"### {d}\n{significance_lines(sig, baseline)}" for d, sig in out.items())
+    text = "\n".join(f"### {d}\n\n{significance_tables(sig, baseline)}" for d, sig in out.items())
     publish(text, "significance", "Paired bootstrap vs baseline")
     return out
 

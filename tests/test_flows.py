@@ -110,7 +110,7 @@ def test_report_step_wrote_its_output(benchmark_result, monkeypatch, shared_data
     assert report.name == "index.html" and report.is_relative_to(base / "rep")
     text = (report.parent / "summary.md").read_text()
     assert "### main / test_2016_flickr" in text and "| additive |" in text and "| dot |" in text
-    assert "paired bootstrap p =" in text and "Holm-adjusted over 2 tests" in text
+    assert "paired bootstrap per seed, Holm over 2 tests" in text and "| Holm p |" in text
     assert (report.parent / "scores.parquet").is_file()
     # the attention maps' captions are the source sentences as written, not subword pieces
     captions = re.findall(r'<figcaption class="muted">main / test_2016_flickr #\d: ([^<]*)<',

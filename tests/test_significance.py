@@ -62,13 +62,18 @@ def test_comparisons_adjust_over_every_seed_and_system():
     assert frame["significant"].sum() == 4
 
 
-def test_summary_lines_judge_on_the_adjusted_p_values():
-    from attnbench.report.summary import significance_lines
+def test_summary_table_judges_on_the_adjusted_p_values():
+    from attnbench.report.summary import significance_tables
 
-    text = significance_lines({"test": _tests(SCORES, P)}, "additive")
-    line = next(t for t in text.splitlines() if "seed 3: general" in t)
-    assert "paired bootstrap p = 0.0400" in line and "Holm-adjusted over 6 tests" in line
-    assert line.endswith("(not significant at 0.05)")
+    text = significance_tables({"test": _tests(SCORES, P)}, "additive")
+    assert "**test**: paired bootstrap per seed, Holm over 6 tests" in text
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| general |")]
+    assert [r[1] for r in rows] == ["1", "2", "3"]  # grouped by variant, seeds in order
+    # seed 1 lower, seed 2 higher: both significant, each with its direction
+    assert rows[0][4:] == ["-26.00", "0.0010", "0.0060", "yes, lower |"]
+    assert rows[1][4:] == ["+8.00", "0.0010", "0.0060", "yes, higher |"]
+    # raw p 0.04 is fifth of the six sorted p-values: Holm gives max(0.006, 2 x 0.04) = 0.08
+    assert rows[2][4:] == ["+4.00", "0.0400", "0.0800", "no |"]
 
 
 def test_html_verdict_says_when_seeds_disagree_on_the_direction():

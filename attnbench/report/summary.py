@@ -40,20 +40,29 @@ def headline_tables(summary: pd.DataFrame) -> str:
     return "\n".join(out) + "\n"
 
 
-def significance_lines(significance: dict[str, Any], baseline: str) -> str:
-    """A line per (split, seed, system) test against the baseline; significance judged on
-    Holm-adjusted p-values over each split's tests (attnbench.report.significance)."""
-    lines = []
+def significance_tables(significance: dict[str, Any], baseline: str) -> str:
+    """Markdown: per split, a table row per (variant, seed) test against the baseline, the raw
+    and Holm-adjusted p side by side; significance judged on the adjusted p over the split's
+    tests (attnbench.report.significance). Rows grouped by variant, so seeds that disagree on
+    a direction stand next to each other."""
+    out = []
     for split, per_seed in significance.items():
-        tests = comparisons(per_seed, baseline)
+        tests = comparisons(per_seed, baseline).sort_values(["system", "seed"], kind="stable")
+        if tests.empty:
+            continue
+        out.append(f"**{split}**: paired bootstrap per seed, Holm over {len(tests)} tests\n")
+        out.append(f"| attention | seed | BLEU | {baseline} BLEU | difference | p | Holm p "
+                   f"| significant at {ALPHA} |")  # fmt: skip
+        out.append("|---|---|---|---|---|---|---|---|")
         for row in tests.itertuples():
-            verdict = "significant" if row.significant else "not significant"
-            lines.append(
-                f"- {split}, seed {row.seed}: {row.system} vs {baseline}: BLEU "
-                f"{row.score:.2f} vs {row.baseline_score:.2f}, paired bootstrap p = {row.p:.4f}, "
-                f"Holm-adjusted over {len(tests)} tests {row.p_holm:.4f} ({verdict} at {ALPHA})"
+            direction = "higher" if row.diff > 0 else "lower"
+            verdict = f"yes, {direction}" if row.significant else "no"
+            out.append(
+                f"| {row.system} | {row.seed} | {row.score:.2f} | {row.baseline_score:.2f} "
+                f"| {row.diff:+.2f} | {row.p:.4f} | {row.p_holm:.4f} | {verdict} |"
             )
-    return "\n".join(lines) + "\n" if lines else "_No significance results._\n"
+        out.append("")
+    return "\n".join(out) + "\n" if out else "_No significance results._\n"
 
 
 def report_folder(reports_dir: Path, tracker: Tracker) -> Path:
@@ -82,7 +91,7 @@ def write_summary(
         headline_tables(frames["summary"]),
     ]
     for dataset, sig in (significance or {}).items():
-        parts += [f"## Paired significance ({dataset})\n", significance_lines(sig, baseline)]
+        parts += [f"## Paired significance ({dataset})\n", significance_tables(sig, baseline)]
     for title, body in (extra_sections or {}).items():
         parts += [f"## {title}\n", body]
     path = folder / "summary.md"
